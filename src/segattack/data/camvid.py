@@ -1,0 +1,32 @@
+"""CamVid in the SegNet tutorial's 11-class layout: ``split/`` and ``splitannot/`` PNG folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import IGNORE_INDEX, SegmentationDataModule, label_lut, pair_by_name
+from .classes import CAMVID_CLASSES, CAMVID_PALETTE
+
+
+class CamVidDataModule(SegmentationDataModule):
+    """CamVid: classes 0..10, 11 (void) -> 255; splits train, val and (optional) test.
+
+    Args:
+        root: folder holding ``train/``, ``trainannot/``, ``val/``, ``valannot/`` (``test/`` optional).
+        image_size: (H, W), default 360x480 (the data set's own size).
+        **kwargs: see ``SegmentationDataModule``.
+    """
+
+    name = "camvid"
+    class_names = CAMVID_CLASSES
+    palette = CAMVID_PALETTE
+
+    def __init__(self, root: str, image_size=(360, 480), **kwargs):
+        super().__init__(image_size=image_size, **kwargs)
+        self.root = Path(root).expanduser()
+
+    def pairs(self, split: str):
+        return pair_by_name(self.root / split, self.root / f"{split}annot")
+
+    def lut(self):
+        return label_lut({**{c: c for c in range(11)}, 11: IGNORE_INDEX})

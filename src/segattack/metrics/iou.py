@@ -1,0 +1,44 @@
+"""Class IoU from a confusion matrix accumulated over valid (non-ignored) pixels."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+
+class SegmentationIoU(Metric):
+    """Per-class and mean IoU (``tp / (tp + fp + fn)``) over pixels whose target is a class.
+
+    Classes with an empty union (absent from target and prediction) are NaN in ``per_class`` and
+    left out of the mean. Pixels with target ``ignore_index`` count nowhere.
+
+    Args:
+        num_classes: C.
+        ignore_index: target value to skip (255).
+
+    Shape:
+        update(pred (B, H, W) int, target (B, H, W) int); compute() -> {"miou": (), "per_class": (C,)}
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.add_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.long),
+                       dist_reduce_fx="sum")
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        valid = target != self.ignore_index
+        idx = target[valid] * self.num_classes + pred[valid]
+        self.confmat += torch.bincount(idx, minlength=self.num_classes ** 2).view(
+            self.num_classes, self.num_classes)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        cm = self.confmat.double()
+        tp = cm.diag()
+        union = cm.sum(0) + cm.sum(1) - tp
+        per_class = torch.where(union > 0, tp / union.clamp(min=1), torch.nan)
+        miou = per_class.nanmean() if (union > 0).any() else torch.tensor(0.0, dtype=torch.float64)
+        return {"miou": miou.float(), "per_class": per_class.float()}

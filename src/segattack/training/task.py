@@ -1,0 +1,62 @@
+"""``train(cfg)``: train each model named in ``cfg.models`` one after the other."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import load_group_option
+from ..models import NormalizedModel, create_model
+from .class_weights import class_weights
+from .export import ExportBestWeights
+from .module import SegmentationModule
+
+log = logging.getLogger(__name__)
+
+
+def build_trainer(cfg: DictConfig, name: str, ckpt_dir: Path, export: ExportBestWeights) -> L.Trainer:
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor="val/miou", mode="max",
+        save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    logger = instantiate(cfg.logger, name=name) if cfg.get("logger") else False
+    return instantiate(cfg.trainer, callbacks=[checkpoint, export], logger=logger)
+
+
+def train_one(cfg: DictConfig, name: str) -> dict:
+    """Train one architecture; return its best val mIoU and the paths of its outputs."""
+    model_cfg = load_group_option(cfg, "model", name)
+    L.seed_everything(cfg.seed, workers=True)
+    dm = instantiate(cfg.data)
+    net = NormalizedModel(create_model(model_cfg.name, dm.num_classes), cfg.mean, cfg.std)
+    weights = class_weights(dm.class_frequencies("train"), cfg.class_weighting)
+    optimizer = instantiate(OmegaConf.merge(cfg.optimizer, model_cfg.get("optimizer", {})))
+    module = SegmentationModule(net, dm.class_names, optimizer, cfg.schedule, weights, dm.palette)
+    out_dir = Path(cfg.paths.output_dir)
+    export = ExportBestWeights(
+        Path(cfg.paths.weights_dir) / f"{name}.safetensors",
+        {"architecture": model_cfg.name, "num_classes": dm.num_classes,
+         "class_names": list(dm.class_names), "input_size": list(dm.image_size),
+         "dataset": dm.name, "seed": cfg.seed})
+    trainer = build_trainer(cfg, name, out_dir / "checkpoints" / name, export)
+    ckpt = "last" if cfg.resume else None
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+    result = {"model": name, "best_val_miou": export.best if export.best > -1 else None,
+              "weights": str(export.path) if export.path.exists() else None,
+              "epochs": trainer.current_epoch}
+    log.info("%s: best val mIoU %s, weights in %s", name, result["best_val_miou"], result["weights"])
+    return result
+
+
+def train(cfg: DictConfig) -> list[dict]:
+    """Train ``cfg.models`` in order (e.g. ``[enet, erfnet]``)."""
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    models = list(cfg.models)
+    if not models:
+        raise ValueError("models is empty: name at least one architecture, e.g. models=[enet]")
+    return [train_one(cfg, name) for name in models]
