@@ -10,9 +10,11 @@ from .errors import ConfigError
 
 
 def register_resolvers(root: str | Path) -> None:
-    """``${root:}`` -> the project folder (where ``configs/`` and ``weights/`` live)."""
+    """``${root:}``: the project folder (``configs/``, ``weights/``); ``${div:a,b}``: a / b."""
     root = str(Path(root).resolve())
     OmegaConf.register_new_resolver("root", lambda: root, replace=True)
+    # ${div:2.5,${attack.steps}}: step sizes relative to the number of steps
+    OmegaConf.register_new_resolver("div", lambda a, b: float(a) / float(b), replace=True)
 
 
 def load_group_option(cfg: DictConfig, group: str, name: str) -> DictConfig:

@@ -10,6 +10,7 @@ from .base import IGNORE_INDEX, SegmentationDataModule
 from .classes import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE
 
 SKY, BUILDING, ROAD, TREE, CAR = range(5)
+MIN_SIZE = 16  # smallest height and width make_scene can draw
 # Base colour of each class in [0, 1]; texture and noise are added per pixel.
 _BASE = np.array([(0.55, 0.70, 0.90), (0.55, 0.30, 0.25), (0.40, 0.40, 0.42),
                   (0.20, 0.50, 0.15), (0.80, 0.10, 0.10)], dtype=np.float32)
@@ -27,7 +28,8 @@ def make_scene(seed: int, height: int, width: int) -> tuple[np.ndarray, np.ndarr
         label[top:horizon, x0:x0 + w] = BUILDING
     label[horizon:] = ROAD
     for _ in range(rng.integers(1, 3)):  # round tree crowns
-        cy, cx, r = rng.integers(horizon // 3, horizon), rng.integers(0, width), rng.integers(6, height // 5)
+        cy, cx = rng.integers(horizon // 3, horizon), rng.integers(0, width)
+        r = rng.integers(min(6, height // 5 - 1), height // 5)  # 6 <= r < H/5 from H = 35 up
         label[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = TREE
     for _ in range(rng.integers(1, 4)):  # cars on the road
         h, w = rng.integers(height // 10, height // 5), rng.integers(width // 8, width // 4)
@@ -71,6 +73,9 @@ class SyntheticDataModule(SegmentationDataModule):
     def __init__(self, num_train: int = 64, num_val: int = 16, num_test: int = 16,
                  image_size=(96, 128), seed: int = 0, **kwargs):
         super().__init__(image_size=image_size, **kwargs)
+        if min(self.image_size) < MIN_SIZE:
+            raise ValueError(f"image_size={list(self.image_size)}: synthetic scenes need at least "
+                             f"{MIN_SIZE}x{MIN_SIZE} pixels")
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.seed = seed
 

@@ -98,6 +98,15 @@ class SegmentationModule(L.LightningModule):
         log_image(key="val/overlays", images=[r.numpy() for r in rows], step=self.global_step,
                   caption=["image | ground truth | prediction"] * len(rows))
 
+    # Lightning's checkpoints hold no random state: without these two hooks a resumed run draws
+    # other shuffles and dropout masks than an uninterrupted one (DESIGN invariant 10).
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint):
+        if "torch_rng_state" in checkpoint:  # checkpoints from before this hook resume as before
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+
     def configure_optimizers(self):
         opt = self.optimizer_factory(params=self.model.parameters())
         if self.schedule is None:

@@ -24,7 +24,17 @@ def build_trainer(cfg: DictConfig, name: str, ckpt_dir: Path, export: ExportBest
         dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor="val/miou", mode="max",
         save_top_k=1, save_last=True, auto_insert_metric_name=False)
     logger = instantiate(cfg.logger, name=name) if cfg.get("logger") else False
-    return instantiate(cfg.trainer, callbacks=[checkpoint, export], logger=logger)
+    extra = {}
+    if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg.trainer.get("accelerator", "auto")):
+        log.warning("sync_batchnorm needs CUDA: off for accelerator=%s", cfg.trainer.get("accelerator"))
+        extra["sync_batchnorm"] = False  # torch's SyncBatchNorm raises on CPU modules (DDP with gloo)
+    return instantiate(cfg.trainer, callbacks=[checkpoint, export], logger=logger, **extra)
+
+
+def _uses_cuda(accelerator) -> bool:
+    if accelerator in ("gpu", "cuda"):
+        return True
+    return accelerator == "auto" and torch.cuda.is_available()
 
 
 def train_one(cfg: DictConfig, name: str) -> dict:

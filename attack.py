@@ -1,0 +1,36 @@
+"""Run an attack as a Lightning run; with no arguments, the shipped demo.
+
+    python attack.py                                   # joint tanh attack, ENet + ERFNet, CamVid sample
+    python attack.py attack=pgd mode=universal region=full eps=8/255 data=camvid
+    python attack.py task=transfer                     # source x target asr matrix
+"""
+
+from pathlib import Path
+
+import hydra
+
+from segattack.config import register_resolvers
+
+register_resolvers(Path(__file__).resolve().parent)
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="attack")
+def main(cfg):
+    from segattack.attacks.task import run_attack, run_transfer
+    from segattack.cli import run_task
+    from segattack.report import summary_table
+
+    out = Path(cfg.paths.output_dir)
+    if cfg.task == "transfer":
+        result = run_task(run_transfer, cfg)
+        print("transfer asr (rows: crafted on, cols: evaluated on)", result["cols"])
+        for row, values in zip(result["rows"], result["asr"]):
+            print(f"  {row:>16}: " + "  ".join(f"{v:6.1%}" for v in values))
+        print(f"transfer matrix: {out / 'transfer.json'}  heatmap: {out / 'transfer.png'}")
+    else:
+        print(summary_table(run_task(run_attack, cfg)))
+        print(f"report: {out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

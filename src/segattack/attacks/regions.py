@@ -1,0 +1,141 @@
+"""Regions: where the perturbation may be non-zero (R) and where success is counted (A).
+
+A region turns a batch's labels into a boolean mask (B, H, W). ``box`` also gives the boxes'
+origins so a universal patch can be pasted at them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.nn import functional as F
+
+from ..errors import ConfigError
+
+
+class Region:
+    """Base: subclasses implement ``mask(labels) -> (B, H, W) bool``."""
+
+    kind = "region"
+
+    def describe(self) -> str:
+        return self.kind
+
+    def mask(self, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FullRegion(Region):
+    """The whole image."""
+
+    kind = "full"
+
+    def mask(self, labels):
+        return torch.ones_like(labels, dtype=torch.bool)
+
+
+class BoxRegion(Region):
+    """An axis-aligned box of ``size`` (h, w) pixels.
+
+    Args:
+        size: (h, w) in pixels.
+        position: ``"center"``; ``"fixed"`` (top-left corner at ``origin`` (y, x)); or
+            ``"random"`` (a new place per image, drawn from a generator seeded with ``seed``).
+        image_size: (H, W) the box must fit in.
+    """
+
+    kind = "box"
+
+    def __init__(self, size: Sequence[int], image_size: Sequence[int], position: str = "center",
+                 origin: Sequence[int] | None = None, seed: int = 0):
+        self.size = tuple(int(v) for v in size)
+        self.image_size = tuple(int(v) for v in image_size)
+        self.position = position
+        h, w = self.size
+        H, W = self.image_size
+        if not (0 < h <= H and 0 < w <= W):
+            raise ConfigError(f"region.size={list(self.size)}: the box must fit in the "
+                              f"{H}x{W} image (0 < h <= {H}, 0 < w <= {W})")
+        if position == "center":
+            self.origin = ((H - h) // 2, (W - w) // 2)
+        elif position == "fixed":
+            if origin is None or not (0 <= origin[0] <= H - h and 0 <= origin[1] <= W - w):
+                raise ConfigError(f"region.origin={origin}: a {h}x{w} box at (y, x) must satisfy "
+                                  f"0 <= y <= {H - h}, 0 <= x <= {W - w}")
+            self.origin = (int(origin[0]), int(origin[1]))
+        elif position == "random":
+            self.generator = torch.Generator().manual_seed(seed)
+        else:
+            raise ConfigError(f"region.position={position!r}: expected center, fixed or random")
+
+    def describe(self) -> str:
+        return f"box {self.size[0]}x{self.size[1]} ({self.position})"
+
+    def origins(self, batch: int) -> torch.Tensor:
+        """(B, 2) top-left corners (y, x); fixed boxes repeat, random ones draw anew."""
+        if self.position != "random":
+            return torch.tensor([self.origin] * batch)
+        H, W = self.image_size
+        ys = torch.randint(0, H - self.size[0] + 1, (batch,), generator=self.generator)
+        xs = torch.randint(0, W - self.size[1] + 1, (batch,), generator=self.generator)
+        return torch.stack([ys, xs], 1)
+
+    def mask(self, labels, origins: torch.Tensor | None = None):
+        B, H, W = labels.shape
+        origins = self.origins(B) if origins is None else origins
+        ys = torch.arange(H).view(1, H, 1)
+        xs = torch.arange(W).view(1, 1, W)
+        y0, x0 = origins[:, 0].view(B, 1, 1), origins[:, 1].view(B, 1, 1)
+        inside = (ys >= y0) & (ys < y0 + self.size[0]) & (xs >= x0) & (xs < x0 + self.size[1])
+        return inside.to(labels.device)
+
+
+class ClassRegion(Region):
+    """The ground-truth pixels of ``classes`` (e.g. pedestrians), optionally dilated.
+
+    Args:
+        classes: class ids; each must be < num_classes.
+        dilate: grow the mask by this many pixels (square structuring element).
+    """
+
+    kind = "class"
+
+    def __init__(self, classes: Sequence[int], num_classes: int, dilate: int = 0):
+        self.classes = [int(c) for c in classes]
+        bad = [c for c in self.classes if not 0 <= c < num_classes]
+        if not self.classes or bad:
+            raise ConfigError(f"region.classes={list(classes)}: expected ids in 0..{num_classes - 1}")
+        if dilate < 0:
+            raise ConfigError(f"region.dilate={dilate}: expected >= 0 pixels")
+        self.dilate = int(dilate)
+
+    def describe(self) -> str:
+        return f"class {self.classes}" + (f" +{self.dilate}px" if self.dilate else "")
+
+    def mask(self, labels):
+        m = torch.isin(labels, torch.tensor(self.classes, device=labels.device))
+        if self.dilate:
+            k = 2 * self.dilate + 1
+            m = F.max_pool2d(m[:, None].float(), k, stride=1, padding=self.dilate)[:, 0] > 0
+        return m
+
+
+def build_region(cfg, image_size: Sequence[int], num_classes: int, seed: int = 0,
+                 key: str = "region") -> Region:
+    """A region from its config dict (``type`` full | box | class); errors name ``key``."""
+    cfg = dict(cfg)
+    kind = cfg.pop("type", None)
+    try:
+        if kind == "full":
+            return FullRegion()
+        if kind == "box":
+            return BoxRegion(cfg["size"], image_size, cfg.get("position", "center"),
+                             cfg.get("origin"), seed)
+        if kind == "class":
+            return ClassRegion(cfg["classes"], num_classes, cfg.get("dilate", 0))
+    except KeyError as err:
+        raise ConfigError(f"{key}.{err.args[0]} is required for a {kind} region") from None
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("region.", f"{key}.", 1)) from None
+    raise ConfigError(f"{key}.type={kind!r}: expected one of full, box, class")

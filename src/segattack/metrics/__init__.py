@@ -1,0 +1,6 @@
+"""torchmetrics ``Metric``s for segmentation quality and attack effect (DESIGN "Metrics")."""
+
+from .attack import AttackRates, JointRates, PerturbationSize
+from .iou import SegmentationIoU
+
+__all__ = ["AttackRates", "JointRates", "PerturbationSize", "SegmentationIoU"]

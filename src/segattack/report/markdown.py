@@ -1,0 +1,115 @@
+"""``report.md`` and the end-of-run summary: a run's numbers and figures in readable form."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..io import write_text
+from .metrics_json import check_transfer, validate_metrics
+
+PER_MODEL_COLUMNS = (("clean mIoU", "clean_miou"), ("adv mIoU", "adv_miou"), ("asr", "asr"),
+                     ("clean error in area", "clean_error_in_area"),
+                     ("fooling rate", "fooling_rate"), ("collateral", "collateral"))
+SUMMARY_COLUMNS = (("clean mIoU", "clean_miou"), ("adv mIoU", "adv_miou"), ("asr", "asr"),
+                   ("clean err", "clean_error_in_area"))
+
+
+def _pct(rate: float) -> str:
+    return f"{100 * rate:.1f}%"
+
+
+def _over255(value: float) -> str:
+    """0.0314 -> "8/255": pixel units as grey levels, the way eps is usually quoted."""
+    levels = f"{value * 255:.1f}".removesuffix(".0")
+    return f"{levels}/255"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def _link(figure: str | Path, run_dir: Path) -> str:
+    """Figure path (absolute, or relative to the current directory) as a link from run_dir."""
+    rel = os.path.relpath(Path(figure).resolve(), run_dir.resolve())
+    return f"![{Path(figure).stem}]({Path(rel).as_posix()})"
+
+
+def write_report(run_dir: str | Path, metrics: dict, figures: Sequence[str | Path],
+                 transfer: dict | None = None, title: str | None = None) -> Path:
+    """Write ``run_dir/report.md`` (atomically): settings, per-model table, figures.
+
+    Args:
+        run_dir: the run's output folder (must exist).
+        metrics: a schema-1 metrics dict (validated here).
+        figures: PNG paths as written (absolute, or relative to the current directory);
+            they are linked relative to ``run_dir``.
+        transfer: ``{"rows", "cols", "asr"}`` as in ``transfer.json``, or None.
+        title: page title; default names the method and mode.
+    """
+    validate_metrics(metrics)
+    run_dir = Path(run_dir)
+    attack, data = metrics["attack"], metrics["data"]
+    sources = metrics["source_models"]
+    goal = f"targeted (class {attack['target_class']})" if attack["targeted"] else "untargeted"
+    fitted = (f"fitted on `{data['fit_split']}`, " if data["fit_split"] is not None
+              else "per-image perturbations, ")
+
+    title = title or f"Attack report: {attack['method']}, {attack['mode']}"
+    lines = [f"# {title}", ""]
+    lines += _table(("method", "mode", "eps", "steps", "region", "area", "goal"),
+                    [(str(attack["method"]), str(attack["mode"]),
+                      f"{attack['eps']:.4g} ({_over255(attack['eps'])})", str(attack["steps"]),
+                      str(attack["region"]), str(attack["area"]), goal)])
+    lines += ["", f"Data: **{data['name']}**, {fitted}evaluated on `{data['eval_split']}` "
+                  f"({data['num_images']} images). Attacked models: {', '.join(sources)}.", ""]
+
+    lines += ["## Per model", ""]
+    lines += _table(("model", "attacked", *(label for label, _ in PER_MODEL_COLUMNS)),
+                    [(name, "yes" if name in sources else "no",
+                      *(_pct(entry[key]) for _, key in PER_MODEL_COLUMNS))
+                     for name, entry in metrics["per_model"].items()])
+
+    joint, pert, runtime = metrics["joint"], metrics["perturbation"], metrics["runtime"]
+    lines += ["", "## Joint", "",
+              f"- success on every attacked model at once (asr_all): {_pct(joint['asr_all'])}",
+              f"- success on at least one attacked model (asr_any): {_pct(joint['asr_any'])}",
+              "", "## Perturbation", "",
+              f"- L∞: {pert['linf']:.4g} ({_over255(pert['linf'])})",
+              f"- mean L2 per image: {pert['l2_mean']:.4g}",
+              f"- mean PSNR: {pert['psnr_mean']:.1f} dB",
+              "", "## Runtime", "",
+              f"{runtime['seconds']:.1f} s ({runtime['images_per_second']:.3g} images/s)"]
+
+    if transfer is not None:
+        check_transfer(transfer["rows"], transfer["cols"], transfer["asr"])
+        lines += ["", "## Transfer (asr)", ""]
+        lines += _table(("crafted on ↓ / evaluated on →", *transfer["cols"]),
+                        [(row, *(_pct(v) for v in values))
+                         for row, values in zip(transfer["rows"], transfer["asr"])])
+
+    if figures:
+        lines += ["", "## Figures", ""]
+        for figure in figures:
+            lines += [_link(figure, run_dir), ""]
+    return write_text(run_dir / "report.md", "\n".join(lines).rstrip("\n") + "\n")
+
+
+def summary_table(metrics: dict) -> str:
+    """A short fixed-width table of the per-model numbers, for the end of a CLI run.
+
+    Attacked (source) models are marked with ``*``; a last line gives the joint rates.
+    """
+    validate_metrics(metrics)
+    sources = metrics["source_models"]
+    names = [name + ("*" if name in sources else "") for name in metrics["per_model"]]
+    width = max(len("model"), *map(len, names))
+    header = f"{'model':<{width}}" + "".join(f"  {label:>10}" for label, _ in SUMMARY_COLUMNS)
+    rows = [f"{name:<{width}}" + "".join(f"  {_pct(entry[key]):>10}" for _, key in SUMMARY_COLUMNS)
+            for name, entry in zip(names, metrics["per_model"].values())]
+    joint = metrics["joint"]
+    footer = (f"* attacked; joint asr_all {_pct(joint['asr_all'])}, "
+              f"asr_any {_pct(joint['asr_any'])}")
+    return "\n".join([header, *rows, footer])
