@@ -24,4 +24,6 @@ def load_group_option(cfg: DictConfig, group: str, name: str) -> DictConfig:
     if not path.is_file():
         known = sorted(p.stem for p in folder.glob("*.yaml"))
         raise ConfigError(f"{group}={name!r}: no {path}; expected one of {known}")
-    return OmegaConf.load(path)
+    # Interpolations such as ${paths.root_dir} resolve against the running config's paths.
+    paths = OmegaConf.create({"paths": OmegaConf.to_container(cfg.paths, resolve=False)})
+    return OmegaConf.merge(paths, OmegaConf.load(path))

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from safetensors import SafetensorError  # how safetensors reports a full disk (not an OSError)
+
 from .errors import SegattackError
 
 
@@ -31,9 +33,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         write(Path(tmp))
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, SafetensorError) as err:
         Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"{path}: write failed ({err.strerror or err}); previous file kept") from None
+        if not isinstance(err, OSError) and "I/O error" not in str(err):
+            raise  # a serialisation bug, not a problem with the output
+        reason = getattr(err, "strerror", None) or err
+        raise OutputError(f"{path}: write failed ({reason}); previous file kept") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -165,6 +165,18 @@ class PerturbationModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.noise.project_(self.w)
 
+    # A resumed universal run draws the same random boxes as an uninterrupted one (DESIGN 10).
+    def _generators(self) -> list[torch.Generator]:
+        regions = (self.region, self.area)
+        return [self.generator] + [r.generator for r in regions if getattr(r, "generator", None) is not None]
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["generator_states"] = [g.get_state() for g in self._generators()]
+
+    def on_load_checkpoint(self, checkpoint):
+        for g, state in zip(self._generators(), checkpoint.get("generator_states", [])):
+            g.set_state(state)
+
     def batch_asr(self, pred, y, area):
         valid = area & (y != IGNORE_INDEX)
         goal = self.goal(y)

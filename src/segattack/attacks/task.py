@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -17,10 +18,11 @@ from safetensors.torch import load_file, save_file
 from ..config import load_group_option
 from ..errors import ConfigError, WeightsError
 from ..io import atomic_write, write_text
-from ..models.weights import load_weights
+from ..models.weights import load_weights, resume_checkpoint, safe_load_kwargs
 from .module import PerturbationModule
 from .regions import build_region
 from .settings import check_attack, goal_map, parse_eps
+from .shuffle import EpochShuffle, ShuffleState
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,15 @@ def run_attack(cfg: DictConfig) -> dict:
     universal = cfg.mode == "universal"
     logger = instantiate(cfg.logger, name=cfg.get("name")) if cfg.get("logger") else False
     callbacks = []
-    if universal:  # a killed universal run resumes its perturbation from last.ckpt
+    fitting = universal and not cfg.get("perturbation")
+    if fitting:  # a killed universal run resumes its perturbation (and its shuffle) from last.ckpt
+        fit_set = dm.dataset(cfg.fit_split, train=False)
+        sampler = EpochShuffle(len(fit_set), cfg.seed)
+        fit_loader = torch.utils.data.DataLoader(
+            fit_set, batch_size=dm.batch_size, sampler=sampler, num_workers=dm.num_workers,
+            persistent_workers=dm.num_workers > 0)
+        callbacks.append(ShuffleState(sampler, dm.batch_size))
+    if universal:
         callbacks.append(L.pytorch.callbacks.ModelCheckpoint(
             dirpath=out / "checkpoints", save_last=True, save_top_k=0,
             every_n_train_steps=cfg.checkpoint_every))
@@ -122,8 +132,10 @@ def run_attack(cfg: DictConfig) -> dict:
             raise ConfigError("perturbation=PATH evaluates a saved universal perturbation: set mode=universal")
         load_perturbation(Path(cfg.perturbation), module)
     elif universal:
-        fit_loader = dm.dataloader(cfg.fit_split, shuffle=True, train=False)
-        trainer.fit(module, train_dataloaders=fit_loader, ckpt_path="last" if cfg.resume else None)
+        ckpt = resume_checkpoint(out / "checkpoints") if cfg.resume else None
+        with warnings.catch_warnings():  # ShuffleState makes a mid-epoch resume exact
+            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before")
+            trainer.fit(module, train_dataloaders=fit_loader, ckpt_path=ckpt, **safe_load_kwargs(trainer))
     trainer.test(module, dataloaders=eval_loader, verbose=False)
     seconds = time.perf_counter() - start
     metrics = assemble_metrics(cfg, module, dm, eps, seconds, len(eval_loader.dataset))

@@ -49,13 +49,17 @@ class SegmentationDataset(Dataset):
         pairs: (image path, label path) per sample.
         lut: raw label value -> class id or 255 (see ``label_lut``).
         transform: albumentations pipeline applied to image and mask together.
+        random: the transform is random (training augmentation): it is reseeded per sample from
+            torch's generator, so the run's seed, DataLoader workers and resumed checkpoints
+            govern it (albumentations 2 otherwise seeds its own generator from the OS).
     """
 
     def __init__(self, pairs: Sequence[tuple[Path, Path]], lut: np.ndarray,
-                 transform: Callable | None = None):
+                 transform: Callable | None = None, random: bool = False):
         self.pairs = list(pairs)
         self.lut = lut
         self.transform = transform
+        self.random = random
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -79,6 +83,8 @@ class SegmentationDataset(Dataset):
             raise DataError(f"{label_path}: label size {label.shape[1]}x{label.shape[0]} does not "
                             f"match image {image_path} ({image.shape[1]}x{image.shape[0]})")
         if self.transform is not None:
+            if self.random and hasattr(self.transform, "set_random_seed"):
+                self.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ())))
             out = self.transform(image=image, mask=label)
             image, label = out["image"], out["mask"]
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
@@ -151,12 +157,13 @@ class SegmentationDataModule(L.LightningDataModule):
         from .transforms import eval_transform, train_transform
 
         train = (split == "train") if train is None else train
-        if train and self.augment:
+        augment = train and self.augment
+        if augment:
             tf = train_transform(self.image_size, self.crop_size, self.scale, self.jitter)
         else:
             tf = eval_transform(self.image_size)
         pairs = self.pairs(split)[: self.limit]
-        return SegmentationDataset(pairs, self.lut(), tf)
+        return SegmentationDataset(pairs, self.lut(), tf, random=augment)
 
     def dataloader(self, split: str, shuffle: bool = False, train: bool | None = None,
                    batch_size: int | None = None) -> DataLoader:

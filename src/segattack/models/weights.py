@@ -44,7 +44,10 @@ def read_metadata(path: str | Path) -> dict:
             raw = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
         raise WeightsError(f"{path}: not a readable safetensors file ({err})") from None
-    meta = {k: json.loads(v) for k, v in raw.items()}
+    try:
+        meta = {k: json.loads(v) for k, v in raw.items()}
+    except ValueError:  # e.g. {"format": "pt"} from other tools: not JSON-encoded
+        meta = {}
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise WeightsError(f"{path}: metadata lacks {missing} (was it written by segattack?)")
@@ -86,3 +89,28 @@ def load_torch_file(path: str | Path):
     except Exception as err:  # noqa: BLE001 - any refusal becomes one user-facing message
         raise WeightsError(f"{path}: refused to load ({type(err).__name__}: "
                            f"{str(err).splitlines()[0]}); only plain tensors are accepted") from None
+
+
+def resume_checkpoint(folder: str | Path) -> str | None:
+    """The checkpoint ``ckpt_path="last"`` would resume from in ``folder``, checked first.
+
+    Lightning unpickles the file itself: it is first read with ``load_torch_file``, so a file that
+    would run code, or a truncated one, stops the run with a ``WeightsError`` naming it. Returns
+    the newest ``last*.ckpt`` (as Lightning picks it) or None where there is none.
+    """
+    found = sorted(Path(folder).glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        return None
+    load_torch_file(found[-1])
+    return str(found[-1])
+
+
+def safe_load_kwargs(trainer) -> dict:
+    """``weights_only=True`` for ``trainer.fit(ckpt_path=...)`` where Lightning takes it (>= 2.6).
+
+    Explicit, so that ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off (torch obeys that
+    variable only where the caller left ``weights_only`` unset).
+    """
+    import inspect
+
+    return {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
+
 
 def class_weights(freq: torch.Tensor, method: str | None) -> torch.Tensor | None:
     """Weights from class frequencies ``freq`` (sums to 1).
@@ -22,5 +24,5 @@ def class_weights(freq: torch.Tensor, method: str | None) -> torch.Tensor | None
         w = freq.median() / freq.clamp(min=1e-12)
         w[freq == 0] = 0.0
     else:
-        raise ValueError(f"class_weighting={method!r}: expected one of enet, median, none")
+        raise ConfigError(f"class_weighting={method!r}: expected one of enet, median, none")
     return w.float()

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.base import IGNORE_INDEX
+from ..errors import ConfigError
 from ..metrics.iou import SegmentationIoU
 
 
@@ -43,7 +44,7 @@ class SegmentationModule(L.LightningModule):
                  palette: Sequence[Sequence[int]] | None = None, log_images: int = 2):
         super().__init__()
         if schedule not in (None, *SCHEDULES):
-            raise ValueError(f"schedule={schedule!r}: expected one of {sorted(SCHEDULES)} or null")
+            raise ConfigError(f"schedule={schedule!r}: expected one of {sorted(SCHEDULES)} or null")
         self.model = model
         self.class_names = list(class_names)
         self.palette = palette

@@ -11,7 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import load_group_option
+from ..errors import ConfigError
 from ..models import NormalizedModel, create_model
+from ..models.weights import resume_checkpoint, safe_load_kwargs
 from .class_weights import class_weights
 from .export import ExportBestWeights
 from .module import SegmentationModule
@@ -53,8 +55,8 @@ def train_one(cfg: DictConfig, name: str) -> dict:
          "class_names": list(dm.class_names), "input_size": list(dm.image_size),
          "dataset": dm.name, "seed": cfg.seed})
     trainer = build_trainer(cfg, name, out_dir / "checkpoints" / name, export)
-    ckpt = "last" if cfg.resume else None
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+    ckpt = resume_checkpoint(out_dir / "checkpoints" / name) if cfg.resume else None
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt, **safe_load_kwargs(trainer))
     result = {"model": name, "best_val_miou": export.best if export.best > -1 else None,
               "weights": str(export.path) if export.path.exists() else None,
               "epochs": trainer.current_epoch}
@@ -68,5 +70,5 @@ def train(cfg: DictConfig) -> list[dict]:
         torch.set_num_threads(int(cfg.torch_threads))
     models = list(cfg.models)
     if not models:
-        raise ValueError("models is empty: name at least one architecture, e.g. models=[enet]")
+        raise ConfigError("models is empty: name at least one architecture, e.g. models=[enet]")
     return [train_one(cfg, name) for name in models]
