@@ -14,6 +14,6 @@ def run_task(task: Callable, cfg):
     """Run ``task(cfg)``; a user-facing error prints one line and exits with status 2."""
     try:
         return task(cfg)
-    except (SegattackError, OmegaConfBaseException) as err:
+    except (SegattackError, OmegaConfBaseException, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

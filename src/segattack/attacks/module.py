@@ -211,6 +211,13 @@ class PerturbationModule(L.LightningModule):
         return (self.noise(w, self.eps) * m).detach(), area
 
     # --- evaluation (both modes): Trainer.test ----------------------------------------------
+    def on_test_start(self):
+        # Random boxes are placed as from a fresh start, whatever the fit drew before: a saved
+        # universal patch evaluated again (perturbation=PATH) lands where it landed in its run.
+        for region in (self.region, self.area):
+            if isinstance(region, BoxRegion):
+                region.reset()
+
     def test_step(self, batch, batch_idx):
         x, y = batch
         clean = self.predict_all(x)
@@ -230,7 +237,8 @@ class PerturbationModule(L.LightningModule):
         self.joint.update(torch.stack([adv[k] for k in self.source_models]), y, area, goal)
         self.size.update(x, x_adv)
         k = self.source_models[0]
-        self.log(f"asr_{k}", self.batch_asr(adv[k], y, area), prog_bar=True, batch_size=x.shape[0])
+        self.log(f"asr_{k}", self.batch_asr(adv[k], y, area), prog_bar=True, on_step=True,
+                 on_epoch=False, batch_size=x.shape[0])
         self.keep_figures(x, x_adv, y, area, clean, adv)
 
     def keep_figures(self, x, x_adv, y, area, clean, adv):

@@ -65,12 +65,18 @@ class BoxRegion(Region):
                                   f"0 <= y <= {H - h}, 0 <= x <= {W - w}")
             self.origin = (int(origin[0]), int(origin[1]))
         elif position == "random":
+            self.seed = seed
             self.generator = torch.Generator().manual_seed(seed)
         else:
             raise ConfigError(f"region.position={position!r}: expected center, fixed or random")
 
     def describe(self) -> str:
         return f"box {self.size[0]}x{self.size[1]} ({self.position})"
+
+    def reset(self) -> None:
+        """Random boxes: start the sequence of places again (same seed, same places)."""
+        if self.position == "random":
+            self.generator.manual_seed(self.seed)
 
     def origins(self, batch: int) -> torch.Tensor:
         """(B, 2) top-left corners (y, x); fixed boxes repeat, random ones draw anew."""

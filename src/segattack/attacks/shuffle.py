@@ -50,13 +50,19 @@ class ShuffleState(L.Callback):
     """Keeps the position in the fit split (epoch, batches done) in the checkpoint.
 
     Lightning runs ``ModelCheckpoint`` after the other callbacks, so the position saved with a
-    checkpoint counts the batch it was written after.
+    checkpoint counts the batch it was written after. With several processes (DDP) Lightning
+    shards the sampler's order, so there only the epoch's order is restored and a resumed epoch
+    starts from its beginning (as with a plain DataLoader).
     """
 
     def __init__(self, sampler: EpochShuffle, batch_size: int):
         self.sampler = sampler
         self.batch_size = int(batch_size)
         self.position = {"epoch": 0, "batches": 0}
+        self.world_size = 1
+
+    def setup(self, trainer, pl_module, stage):  # runs before a checkpoint is restored
+        self.world_size = trainer.world_size
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.position = {"epoch": int(trainer.current_epoch), "batches": int(batch_idx) + 1}
@@ -66,4 +72,5 @@ class ShuffleState(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.position = dict(state_dict)
-        self.sampler.resume_at(state_dict["epoch"], state_dict["batches"] * self.batch_size)
+        skip = state_dict["batches"] * self.batch_size if self.world_size == 1 else 0
+        self.sampler.resume_at(state_dict["epoch"], skip)

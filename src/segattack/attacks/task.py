@@ -20,6 +20,7 @@ from ..errors import ConfigError, WeightsError
 from ..io import atomic_write, write_text
 from ..models.weights import load_weights, resume_checkpoint, safe_load_kwargs
 from .module import PerturbationModule
+from .progress import AttackProgressBar
 from .regions import build_region
 from .settings import check_attack, goal_map, parse_eps
 from .shuffle import EpochShuffle, ShuffleState
@@ -42,7 +43,10 @@ def weights_path(cfg: DictConfig, name: str) -> Path:
 def load_models(cfg: DictConfig, names: list[str], num_classes: int, image_size) -> dict:
     models = {}
     for name in names:
-        model, _ = load_weights(weights_path(cfg, name), expect_num_classes=num_classes)
+        try:
+            model, _ = load_weights(weights_path(cfg, name), expect_num_classes=num_classes)
+        except WeightsError as err:  # name the key to change, not only the file
+            raise WeightsError(f"weights.{name}: {err}") from None
         try:
             model.check_input_size(*image_size)
         except ValueError as err:
@@ -56,8 +60,9 @@ def save_perturbation(path: Path, module: PerturbationModule, meta: dict) -> Non
     if module.mode == "universal":
         tensors = {"w": module.w.detach().contiguous(), "delta": module.universal_delta().contiguous()}
     else:
-        samples = module.figure_samples
-        tensors = {"delta": torch.stack([s["x_adv"] - s["image"] for s in samples]).contiguous()}
+        deltas = [s["x_adv"] - s["image"] for s in module.figure_samples]  # none if num_figures=0
+        delta = torch.stack(deltas) if deltas else torch.zeros(0, 3, *module.image_size)
+        tensors = {"delta": delta.contiguous()}
     encoded = {k: json.dumps(v) for k, v in meta.items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=encoded))
 
@@ -109,7 +114,7 @@ def run_attack(cfg: DictConfig) -> dict:
     module = build_module(cfg, dm, eps)
     universal = cfg.mode == "universal"
     logger = instantiate(cfg.logger, name=cfg.get("name")) if cfg.get("logger") else False
-    callbacks = []
+    callbacks = [AttackProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
     fitting = universal and not cfg.get("perturbation")
     if fitting:  # a killed universal run resumes its perturbation (and its shuffle) from last.ckpt
         fit_set = dm.dataset(cfg.fit_split, train=False)
@@ -122,9 +127,11 @@ def run_attack(cfg: DictConfig) -> dict:
         callbacks.append(L.pytorch.callbacks.ModelCheckpoint(
             dirpath=out / "checkpoints", save_last=True, save_top_k=0,
             every_n_train_steps=cfg.checkpoint_every))
+    # The frozen models run in eval mode and never use batch statistics, so there is nothing to
+    # synchronise; SyncBatchNorm would also refuse CPU modules (trainer=ddp on CPU).
     trainer = instantiate(cfg.trainer, inference_mode=False, logger=logger, callbacks=callbacks,
                           max_steps=cfg.attack.steps if universal else -1,
-                          enable_checkpointing=universal)
+                          enable_checkpointing=universal, sync_batchnorm=False)
     eval_loader = dm.dataloader(cfg.eval_split, train=False)
     start = time.perf_counter()
     if cfg.get("perturbation"):
@@ -133,14 +140,28 @@ def run_attack(cfg: DictConfig) -> dict:
         load_perturbation(Path(cfg.perturbation), module)
     elif universal:
         ckpt = resume_checkpoint(out / "checkpoints") if cfg.resume else None
-        with warnings.catch_warnings():  # ShuffleState makes a mid-epoch resume exact
-            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before")
+        with warnings.catch_warnings():
+            if trainer.world_size == 1:  # ShuffleState makes a mid-epoch resume exact
+                warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before")
             trainer.fit(module, train_dataloaders=fit_loader, ckpt_path=ckpt, **safe_load_kwargs(trainer))
     trainer.test(module, dataloaders=eval_loader, verbose=False)
     seconds = time.perf_counter() - start
     metrics = assemble_metrics(cfg, module, dm, eps, seconds, len(eval_loader.dataset))
-    write_outputs(cfg, out, module, dm, metrics, logger)
+    if trainer.is_global_zero:  # DDP: the metrics are synced; one process writes the outputs
+        write_outputs(cfg, out, module, dm, metrics, logger)
     return metrics
+
+
+def target_fields(a) -> dict:
+    """``target_class`` and ``target_map`` for metrics.json. A map that sends every class to one
+    goal (e.g. ``{9: 3}``) also fills ``target_class`` with that goal."""
+    if not a.targeted:
+        return {"target_class": None, "target_map": None}
+    if a.target_class is not None:
+        return {"target_class": int(a.target_class), "target_map": None}
+    tmap = {str(k): int(v) for k, v in a.target_map.items()}
+    goals = set(tmap.values())
+    return {"target_class": goals.pop() if len(goals) == 1 else None, "target_map": tmap}
 
 
 def assemble_metrics(cfg, module, dm, eps, seconds, num_images) -> dict:
@@ -151,7 +172,7 @@ def assemble_metrics(cfg, module, dm, eps, seconds, num_images) -> dict:
         "schema": 1,
         "attack": {"method": a.method, "mode": cfg.mode, "eps": eps, "steps": a.steps,
                    "region": module.region.describe(), "area": area, "targeted": bool(a.targeted),
-                   "target_class": a.target_class, "label_source": a.label_source,
+                   **target_fields(a), "label_source": a.label_source,
                    "loaded_perturbation": cfg.get("perturbation")},
         "source_models": list(module.source_models),
         "data": {"name": dm.name, "fit_split": cfg.fit_split if cfg.mode == "universal" else None,

@@ -53,7 +53,10 @@ def write_report(run_dir: str | Path, metrics: dict, figures: Sequence[str | Pat
     run_dir = Path(run_dir)
     attack, data = metrics["attack"], metrics["data"]
     sources = metrics["source_models"]
-    goal = f"targeted (class {attack['target_class']})" if attack["targeted"] else "untargeted"
+    goal = "untargeted"
+    if attack["targeted"]:
+        goal = (f"targeted (class {attack['target_class']})" if attack["target_class"] is not None
+                else f"targeted (map {attack['target_map']})")
     fitted = (f"fitted on `{data['fit_split']}`, " if data["fit_split"] is not None
               else "per-image perturbations, ")
 

@@ -92,8 +92,9 @@ def validate_metrics(obj: dict) -> None:
     target = _typed(attack, "target_class", (int, type(None)), p, "a class id or null")
     if target is not None:
         _number(attack, "target_class", p, low=0)
-    elif targeted:
-        _fail(p + "target_class", "must be a class id when attack.targeted is true, got null")
+    elif targeted and not (isinstance(attack.get("target_map"), dict) and attack["target_map"]):
+        _fail(p + "target_class", "must be a class id when attack.targeted is true (or "
+                                  "attack.target_map a non-empty object), got null")
 
     sources = _get(obj, "source_models")
     if (not isinstance(sources, list) or not sources

@@ -57,6 +57,10 @@ class SegmentationModule(L.LightningModule):
     def forward(self, x):
         return self.model(x)
 
+    def on_fit_start(self):
+        # Lightning keeps the mode a module arrives in; weights loaded for fine-tuning come in eval().
+        self.model.train()
+
     def _loss(self, logits, y):
         w = self.class_weights.to(logits.dtype) if self.class_weights is not None else None
         return F.cross_entropy(logits, y, weight=w, ignore_index=IGNORE_INDEX)
@@ -83,9 +87,14 @@ class SegmentationModule(L.LightningModule):
         out = self.val_iou.compute()
         self.val_iou.reset()
         self.log("val/miou", out["miou"], prog_bar=True)
-        for name, iou in zip(self.class_names, out["per_class"].tolist()):
+        per_class = out["per_class"].tolist()
+        for name, iou in zip(self.class_names, per_class):
             if not math.isnan(iou):
                 self.log(f"val_iou/{name}", iou)
+        log_table = getattr(self.logger, "log_table", None)  # W&B: one table per validation
+        if log_table is not None and not self.trainer.sanity_checking:
+            log_table(key="val/per_class_iou", columns=["class", "iou"],
+                      data=[[n, v] for n, v in zip(self.class_names, per_class)])
 
     def _log_overlays(self, x, pred, y):
         """Image | ground truth | prediction, to loggers that take images (W&B)."""
