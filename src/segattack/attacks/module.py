@@ -196,7 +196,7 @@ class PerturbationModule(L.LightningModule):
         first_bad = torch.tensor(-1)
         with torch.enable_grad():
             for step in range(self.steps):
-                delta = self.noise(w, self.eps)
+                delta = self.noise(w, self.eps) * m
                 loss, _ = self.attack_loss((x + delta).clamp(0, 1), y, area, goal, clean, delta)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
