@@ -52,7 +52,6 @@ def bare_attack(models: dict, x, y, method: str, eps: float, steps: int, precisi
             noise = torch.tanh
         else:
             g = torch.Generator().manual_seed(seed)
-            torch.rand((1, 3, *x.shape[-2:]), generator=g)  # the module draws its universal w first
             w = (torch.rand(x.shape, generator=g) * 2 - 1).requires_grad_(True)
             lr = 2.5 / steps
             noise = lambda v: v.clamp(-1.0, 1.0)  # noqa: E731

@@ -16,13 +16,15 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def model_loss(logits: torch.Tensor, labels: torch.Tensor, area: torch.Tensor,
                goal: torch.Tensor | None = None, keep: torch.Tensor | None = None,
-               keep_weight: float = 0.0) -> torch.Tensor:
+               keep_weight: float = 0.0, ce_max: float | None = None) -> torch.Tensor:
     """The loss one model contributes.
 
     Untargeted (``goal`` None): ``-CE(labels)`` averaged over valid pixels in A, i.e. raise the
     cross-entropy of the true label. Targeted: ``CE(goal)`` over valid pixels in A. With
     ``keep_weight > 0``, ``keep_weight * CE(keep)`` over valid pixels outside A keeps the clean
-    prediction ``keep`` there (less collateral).
+    prediction ``keep`` there (less collateral). ``ce_max`` caps the untargeted per-pixel
+    cross-entropy: a pixel pushed that far stops pulling, so in a joint attack a model that is
+    already fooled no longer dominates the sum (unbounded -CE lets it).
 
     Shape:
         logits (B, C, H, W); labels, goal, keep (B, H, W) int64 with 255 = ignore; area (B, H, W) bool.
@@ -31,6 +33,8 @@ def model_loss(logits: torch.Tensor, labels: torch.Tensor, area: torch.Tensor,
     in_area = area & valid
     if goal is None:
         ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")
+        if ce_max is not None:
+            ce = ce.clamp(max=ce_max)
         loss = -masked_mean(ce, in_area)
     else:
         ce = F.cross_entropy(logits, goal, ignore_index=IGNORE_INDEX, reduction="none")

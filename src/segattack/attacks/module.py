@@ -40,6 +40,7 @@ class PerturbationModule(L.LightningModule):
         goal_map: (256,) int64 look-up label -> goal class (targeted only).
         label_source: ``"gt"`` or ``"clean"`` (the clean prediction stands in for the label).
         keep_weight: weight of keeping clean predictions outside A. norm_weight: weight of mean(delta^2).
+        ce_max: cap of the untargeted per-pixel cross-entropy (None = unbounded).
         lambdas: per-source-model loss weights (default 1 each).
         num_figures: how many evaluated images to keep for figures.
     """
@@ -49,6 +50,7 @@ class PerturbationModule(L.LightningModule):
                  mode: str, region: Region, area: Region | None, image_size: Sequence[int],
                  num_classes: int, targeted: bool = False, goal_map: torch.Tensor | None = None,
                  label_source: str = "gt", keep_weight: float = 0.0, norm_weight: float = 0.0,
+                 ce_max: float | None = None,
                  lambdas: Mapping[str, float] | None = None, seed: int = 0, num_figures: int = 4):
         super().__init__()
         self.models = nn.ModuleDict(models)
@@ -69,7 +71,7 @@ class PerturbationModule(L.LightningModule):
         self.targeted = targeted
         self.register_buffer("goal_map", goal_map, persistent=False)
         self.label_source = label_source
-        self.keep_weight, self.norm_weight = keep_weight, norm_weight
+        self.keep_weight, self.norm_weight, self.ce_max = keep_weight, norm_weight, ce_max
         self.lambdas = {k: float((lambdas or {}).get(k, 1.0)) for k in self.source_models}
         self.generator = torch.Generator().manual_seed(seed)
         self.num_figures = num_figures
@@ -77,7 +79,9 @@ class PerturbationModule(L.LightningModule):
         # A universal perturbation inside a box is a patch of the box's size (pasted per image).
         self.patch = mode == "universal" and isinstance(region, BoxRegion)
         shape = (1, 3, *(region.size if self.patch else self.image_size))
-        self.w = nn.Parameter(self.noise.inverse(self.initial_u(shape)), requires_grad=mode == "universal")
+        # Per-image runs never use this w: no draw from the generator, so their starts do not shift.
+        u = self.initial_u(shape) if mode == "universal" else torch.zeros(shape)
+        self.w = nn.Parameter(self.noise.inverse(u), requires_grad=mode == "universal")
 
         self.clean_iou = nn.ModuleDict({m: SegmentationIoU(num_classes) for m in self.eval_models})
         self.adv_iou = nn.ModuleDict({m: SegmentationIoU(num_classes) for m in self.eval_models})
@@ -130,7 +134,7 @@ class PerturbationModule(L.LightningModule):
             logits[k] = self.models[k](x_adv)
             lab = labels if self.label_source == "gt" else clean[k]
             total = total + self.lambdas[k] * model_loss(
-                logits[k], lab, area, goal, clean.get(k), self.keep_weight)
+                logits[k], lab, area, goal, clean.get(k), self.keep_weight, self.ce_max)
         if self.norm_weight:
             total = total + self.norm_weight * delta.pow(2).mean()
         return total, logits

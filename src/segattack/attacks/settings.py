@@ -45,6 +45,8 @@ def check_attack(cfg) -> None:
     for key in ("keep_weight", "norm_weight"):
         if cfg.attack[key] < 0:
             raise ConfigError(f"attack.{key}={cfg.attack[key]}: expected >= 0")
+    if cfg.attack.ce_max is not None and cfg.attack.ce_max <= 0:
+        raise ConfigError(f"attack.ce_max={cfg.attack.ce_max}: expected > 0 or null")
 
 
 def goal_map(cfg, num_classes: int) -> torch.Tensor | None:

@@ -98,11 +98,13 @@ def build_module(cfg: DictConfig, dm, eps: float) -> PerturbationModule:
     return PerturbationModule(
         models, sources, eps, a.method, instantiate(a.optimizer), a.steps, cfg.mode, region, area,
         dm.image_size, dm.num_classes, a.targeted, goal_map(cfg, dm.num_classes), a.label_source,
-        a.keep_weight, a.norm_weight, a.lambdas, cfg.seed, cfg.num_figures)
+        a.keep_weight, a.norm_weight, a.ce_max, a.lambdas, cfg.seed, cfg.num_figures)
 
 
 def run_attack(cfg: DictConfig) -> dict:
     """One attack run: fit (universal) or optimise per image, evaluate, write every output."""
+    # The frozen models are in eval mode on purpose (DESIGN invariant 3): not worth a warning.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
     check_attack(cfg)
     eps = parse_eps(cfg.eps)
     if cfg.get("torch_threads"):

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import load_group_option
 from ..errors import ConfigError
 from ..models import NormalizedModel, create_model
+from ..models.weights import load_weights
 from ..models.weights import resume_checkpoint, safe_load_kwargs
 from .class_weights import class_weights
 from .export import ExportBestWeights
@@ -44,7 +45,11 @@ def train_one(cfg: DictConfig, name: str) -> dict:
     model_cfg = load_group_option(cfg, "model", name)
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
-    net = NormalizedModel(create_model(model_cfg.name, dm.num_classes), cfg.mean, cfg.std)
+    init = (cfg.get("init_weights") or {}).get(name)
+    if init:  # fine-tune from a weights file (e.g. continue the shipped model in a new session)
+        net, _ = load_weights(init, expect_architecture=model_cfg.name, expect_num_classes=dm.num_classes)
+    else:
+        net = NormalizedModel(create_model(model_cfg.name, dm.num_classes), cfg.mean, cfg.std)
     weights = class_weights(dm.class_frequencies("train"), cfg.class_weighting)
     optimizer = instantiate(OmegaConf.merge(cfg.optimizer, model_cfg.get("optimizer", {})))
     module = SegmentationModule(net, dm.class_names, optimizer, cfg.schedule, weights, dm.palette)
