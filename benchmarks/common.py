@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -248,7 +249,8 @@ def load_model(name: str, frozen: bool = True):
     return model, meta
 
 
-ATTACK_LR = {"tanh": 0.1}  # configs/attack/tanh.yaml; PGD: lr = 2.5 / steps (configs/attack/pgd.yaml)
+# The tanh attack's Adam lr as configs/attack/tanh.yaml sets it; PGD: lr = 2.5 / steps (pgd.yaml).
+ATTACK_LR = {"tanh": float(OmegaConf.load(ROOT / "configs" / "attack" / "tanh.yaml").optimizer.lr)}
 
 
 def attack_optimizer(method: str, steps: int):
