@@ -87,3 +87,27 @@ def write_png(path: str | Path, array) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
     return path
+
+
+def run_until_file_then_kill(args: list[str], path: Path, timeout: float = 300) -> str:
+    """Start ``args`` (cwd ROOT, one thread), SIGKILL it once ``path`` exists; return its stderr.
+
+    Lightning writes checkpoints as a temp file then a move, so once ``path`` exists it is whole.
+    """
+    import os
+    import signal
+    import subprocess
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.monotonic() + timeout
+    try:
+        while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"the run was not killed mid-way:\n{stderr[-3000:]}"
+    return stderr

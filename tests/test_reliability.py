@@ -24,7 +24,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import ROOT, compose_train_cfg
+from conftest import ROOT, compose_train_cfg, run_until_file_then_kill
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -650,18 +650,7 @@ def test_sigkilled_universal_attack_resumes_exactly(tmp_path, weights):
     overrides = [*UNIVERSAL, f"weights.enet={weights}", "attack.steps=40", "checkpoint_every=5"]
     killed, fresh = tmp_path / "killed", tmp_path / "fresh"
     last = killed / "checkpoints" / "last.ckpt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(attack_cli(killed, *overrides), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 300
-    try:
-        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        # Lightning writes last.ckpt in a transaction (temp file, then move): once there it is whole
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run was not killed mid-way:\n{stderr[-3000:]}"
+    run_until_file_then_kill(attack_cli(killed, *overrides), last)
     assert not (killed / "metrics.json").exists()
     at_kill = load_torch_file(last)["global_step"]
     assert 5 <= at_kill < 40

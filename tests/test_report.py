@@ -290,3 +290,20 @@ def test_summary_table_fixed_width():
     assert lines[2].split() == ["erfnet", "50.0%", "25.0%", "60.0%", "10.0%"]
     assert len({len(line) for line in lines[:3]}) == 1  # columns line up
     assert "asr_all 12.3%" in lines[3]
+
+
+def test_collect_table_has_one_row_per_run_and_model(tmp_path):
+    from segattack.report.collect import collect_table
+
+    for i, asr in enumerate((0.25, 0.75)):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        metrics = sample_metrics()
+        metrics["per_model"]["enet"]["asr"] = asr
+        write_metrics(run / "metrics.json", metrics)
+    (tmp_path / "not_a_run").mkdir()
+    table = collect_table(sorted(tmp_path.iterdir()))
+    lines = table.splitlines()
+    assert len(lines) == 2 + 2 * len(sample_metrics()["per_model"])
+    assert "| run0 |" in table and "25.0%" in table and "75.0%" in table
+    assert "enet*" in table

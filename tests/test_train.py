@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compose_train_cfg
+from conftest import ROOT, compose_train_cfg, run_until_file_then_kill
 from omegaconf import open_dict
 
 from segattack.cli import run_task
@@ -162,18 +160,7 @@ def test_resume_after_kill(tmp_path):
     killed, fresh = tmp_path / "killed", tmp_path / "fresh"
     args = cli(killed, "trainer.max_epochs=3", logger="csv")
     last = killed / "checkpoints" / "enet" / "last.ckpt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    deadline = time.monotonic() + 300
-    try:
-        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        # Lightning writes last.ckpt in a transaction (temp file, then move): once it exists it is whole
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run was not killed mid-way:\n{stderr[-3000:]}"
+    run_until_file_then_kill(args, last)
     at_kill = load_ckpt(last)
     assert at_kill["epoch"] == 0 and at_kill["global_step"] == 4  # after the first epoch
 
