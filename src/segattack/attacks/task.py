@@ -151,6 +151,9 @@ def run_attack(cfg: DictConfig) -> dict:
     metrics = assemble_metrics(cfg, module, dm, eps, seconds, len(eval_loader.dataset))
     if trainer.is_global_zero:  # DDP: the metrics are synced; one process writes the outputs
         write_outputs(cfg, out, module, dm, metrics, logger)
+    finish = getattr(getattr(logger, "experiment", None), "finish", None)
+    if callable(finish):  # W&B: close the run now, so its messages come before our summary
+        finish()
     return metrics
 
 
