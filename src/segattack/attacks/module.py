@@ -156,13 +156,14 @@ class PerturbationModule(L.LightningModule):
         delta, rmask = self.perturbation(self.w, y)
         area = rmask if self.area is None else self.area.mask(y)
         x_adv = (x + delta).clamp(0, 1)
-        loss, logits = self.attack_loss(x_adv, y, area, self.goal(y), clean, delta)
+        goal = self.goal(y)
+        loss, logits = self.attack_loss(x_adv, y, area, goal, clean, delta)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"attack loss is {loss.item()} at step {self.global_step}: "
                                      "stopping instead of writing garbage results")
         k = self.source_models[0]
         self.log("train/loss", loss, batch_size=x.shape[0])
-        self.log(f"asr_{k}", self.batch_asr(logits[k].argmax(1), y, area), prog_bar=True,
+        self.log(f"asr_{k}", self.batch_asr(logits[k].argmax(1), y, area, goal), prog_bar=True,
                  batch_size=x.shape[0])
         return loss
 
@@ -181,9 +182,8 @@ class PerturbationModule(L.LightningModule):
         for g, state in zip(self._generators(), checkpoint.get("generator_states", [])):
             g.set_state(state)
 
-    def batch_asr(self, pred, y, area):
+    def batch_asr(self, pred, y, area, goal):
         valid = area & (y != IGNORE_INDEX)
-        goal = self.goal(y)
         success = pred == goal if goal is not None else pred != y
         return (success & valid).sum() / valid.sum().clamp(min=1)
 
@@ -241,7 +241,7 @@ class PerturbationModule(L.LightningModule):
         self.joint.update(torch.stack([adv[k] for k in self.source_models]), y, area, goal)
         self.size.update(x, x_adv)
         k = self.source_models[0]
-        self.log(f"asr_{k}", self.batch_asr(adv[k], y, area), prog_bar=True, on_step=True,
+        self.log(f"asr_{k}", self.batch_asr(adv[k], y, area, goal), prog_bar=True, on_step=True,
                  on_epoch=False, batch_size=x.shape[0])
         self.keep_figures(x, x_adv, y, area, clean, adv)
 

@@ -13,8 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import load_group_option
 from ..errors import ConfigError
 from ..models import NormalizedModel, create_model
-from ..models.weights import load_weights
-from ..models.weights import resume_checkpoint, safe_load_kwargs
+from ..models.weights import load_weights, resume_checkpoint, safe_load_kwargs
 from .class_weights import class_weights
 from .export import ExportBestWeights
 from .module import SegmentationModule
