@@ -218,6 +218,7 @@ ERRORS = [
     (["attack.targeted=true", "attack.target_class=99"], r"^error: attack\.target_class.*99"),
     (["attack=fgsm", "attack.steps=5"], r"^error: attack\.steps=5.*fgsm"),
     (["mode=bogus"], r"^error: mode='bogus'"),
+    (["channels_last=yes"], r"^error: channels_last='yes': expected auto, true or false"),
     (["WEIGHTS11"], r"^error: weights\.enet.*11 classes.*5"),
 ]
 

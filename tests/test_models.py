@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from segattack.errors import WeightsError
+from segattack.errors import ConfigError, WeightsError
 from segattack.models import MODELS, NormalizedModel, create_model
 from segattack.models.weights import load_weights, read_metadata, save_weights
 
@@ -39,6 +39,36 @@ def test_output_shape_equals_input_size(name, size):
     assert out.shape == (2, 11, *size)
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["enet", "erfnet"])
+def test_channels_last_gives_the_same_logits_and_gradients(name):
+    torch.manual_seed(0)
+    plain = NormalizedModel(create_model(name, 11)).eval()
+    nhwc = NormalizedModel(create_model(name, 11)).eval()
+    nhwc.load_state_dict(plain.state_dict())
+    nhwc.use_channels_last(True)
+    assert nhwc.net.state_dict()[next(k for k, v in nhwc.net.state_dict().items() if v.dim() == 4)] \
+        .is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 64, 96)
+    grads = []
+    for m in (plain, nhwc):
+        xi = x.clone().requires_grad_(True)
+        out = m(xi)
+        out.sum().backward()
+        grads.append((out.detach(), xi.grad))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-4)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-4)
+
+
+def test_channels_last_auto_follows_the_architecture():
+    assert NormalizedModel(create_model("erfnet", 11)).use_channels_last("auto").channels_last
+    assert not NormalizedModel(create_model("enet", 11)).use_channels_last("auto").channels_last
+    off = NormalizedModel(create_model("erfnet", 11)).use_channels_last(True).use_channels_last(False)
+    assert not off.channels_last
+    assert next(p for p in off.parameters() if p.dim() == 4).is_contiguous()
+    with pytest.raises(ConfigError, match="channels_last='yes'"):
+        NormalizedModel(create_model("enet", 11)).use_channels_last("yes")
 
 
 @pytest.mark.parametrize("name", ["enet", "erfnet"])

@@ -51,7 +51,7 @@ def load_models(cfg: DictConfig, names: list[str], num_classes: int, image_size)
             model.check_input_size(*image_size)
         except ValueError as err:
             raise ConfigError(f"data.image_size={list(image_size)}: {err}") from None
-        models[name] = model
+        models[name] = model.use_channels_last(cfg.get("channels_last", "auto"))
     return models
 
 

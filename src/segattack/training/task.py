@@ -49,6 +49,7 @@ def train_one(cfg: DictConfig, name: str) -> dict:
         net, _ = load_weights(init, expect_architecture=model_cfg.name, expect_num_classes=dm.num_classes)
     else:
         net = NormalizedModel(create_model(model_cfg.name, dm.num_classes), cfg.mean, cfg.std)
+    net.use_channels_last(cfg.get("channels_last", "auto"))
     weights = class_weights(dm.class_frequencies("train"), cfg.class_weighting)
     optimizer = instantiate(OmegaConf.merge(cfg.optimizer, model_cfg.get("optimizer", {})))
     module = SegmentationModule(net, dm.class_names, optimizer, cfg.schedule, weights, dm.palette)
