@@ -117,10 +117,11 @@ def interleaved(cases: dict[str, Callable[[], object]], repeats: int, warmup: in
     """Time every case ``warmup + repeats`` times, one repetition of each per round.
 
     The order rotates each round. Returns ``{name: {"times": [s...], "median": s,
-    "results": [return values of the timed calls]}}`` (warm-up rounds excluded).
+    "results": [return values of the timed calls], "warmup_times": [s...]}}`` (the warm-up
+    rounds are timed apart: the first call holds one-off costs such as torch.compile's).
     """
     names = list(cases)
-    out = {n: {"times": [], "results": []} for n in names}
+    out = {n: {"times": [], "results": [], "warmup_times": []} for n in names}
     rounds = warmup + repeats
     for r in range(rounds):
         shift = r % len(names)
@@ -132,6 +133,8 @@ def interleaved(cases: dict[str, Callable[[], object]], repeats: int, warmup: in
             if r >= warmup:
                 out[name]["times"].append(seconds)
                 out[name]["results"].append(result)
+            else:
+                out[name]["warmup_times"].append(seconds)
             if progress:
                 tag = "warm-up" if r < warmup else f"{r - warmup + 1}/{repeats}"
                 print(f"  [{tag}] {name}: {seconds:.3f} s", file=sys.stderr, flush=True)
