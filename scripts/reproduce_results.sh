@@ -58,6 +58,10 @@ done
 
 # 5. Beyond the paper: hide pedestrians (predicted as road) from both models at once.
 run hide_pedestrians_joint experiment=hide_pedestrians "${LIMIT[@]}"
+#    The same with ERFNet's loss weighted 4x (ENet, the easier model, dominates the plain sum).
+run hide_pedestrians_joint_erfnet4 experiment=hide_pedestrians "attack.lambdas={enet:1,erfnet:4}" "${LIMIT[@]}"
+#    And ERFNet alone: can it be made to call pedestrians road at all at this eps and these steps?
+run hide_pedestrians_erfnet experiment=hide_pedestrians "source_models=[erfnet]" "${LIMIT[@]}"
 
 # The asr-against-eps figure of docs/results.md (local per-image sweep).
 python - "$OUT" <<'PY'
