@@ -489,3 +489,33 @@ def test_joint_attack_fools_both_models(trained_models, eval_data):
     asrs = [r["asr"] for r in res["per_model"].values()]
     assert res["joint"]["asr_all"] <= min(asrs) + 1e-6
     assert res["joint"]["asr_any"] >= max(asrs) - 1e-6
+
+
+@pytest.mark.parametrize("keep_weight, norm_weight", [(0.0, 0.0), (1.0, 0.5)])
+def test_per_model_backward_gives_the_gradient_of_the_summed_loss(keep_weight, norm_weight):
+    """The per-image loop frees each model's graph before the next: same gradient on w."""
+    models = {"a": tiny_model(0), "b": tiny_model(1), "c": tiny_model(2)}
+    module = make_module(models, "tanh", "per_image", FullRegion(), 8 / 255, 1, TRAIN_SIZE)
+    module.keep_weight, module.norm_weight = keep_weight, norm_weight
+    module.lambdas = {"a": 1.0, "b": 0.5, "c": 2.0}
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, *TRAIN_SIZE)
+    y = torch.randint(0, NUM_CLASSES, (2, *TRAIN_SIZE))
+    area = torch.ones(2, *TRAIN_SIZE, dtype=torch.bool)
+    clean = module.predict_all(x, module.source_models)
+    w0 = torch.randn(x.shape)
+    grads, losses = [], []
+    for per_model in (False, True):
+        w = w0.clone().requires_grad_(True)
+        delta = module.noise(w, module.eps)
+        x_adv = (x + delta).clamp(0, 1)
+        if per_model:
+            losses.append(module.backward_per_model(x_adv, y, area, None, clean, delta))
+        else:
+            loss, _ = module.attack_loss(x_adv, y, area, None, clean, delta)
+            loss.backward()
+            losses.append(loss.detach())
+        grads.append(w.grad)
+    assert torch.allclose(losses[0], losses[1], rtol=1e-5)
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)
