@@ -147,7 +147,8 @@ class PerturbationModule(L.LightningModule):
 
         Same gradient as ``attack_loss(...).backward()``, but each model's graph is freed before
         the next model runs, so a joint step holds one model's activations, not K (measured:
-        peak RSS of the attack benchmark 1536 -> 1198 MiB, docs/performance.md).
+        peak RSS of the attack benchmark 1536 -> 1195 MiB, docs/performance.md). Universal fits
+        keep Lightning's one backward of the summed loss.
         """
         if len(self.source_models) == 1:  # nothing to free early: one plain backward
             loss, _ = self.attack_loss(x_adv, labels, area, goal, clean, delta)

@@ -36,7 +36,8 @@ class NormalizedModel(nn.Module):
         """Run in NHWC (channels_last) memory layout: ``True``, ``False`` or ``"auto"``.
 
         ``"auto"`` follows the architecture's ``channels_last_pays`` attribute, set where
-        ``benchmarks/speed_options.py`` measured a gain on CPU (ERFNet 1.4-2.1x; ENet 0.9x, so off).
+        ``benchmarks/speed_options.py`` measured a gain on CPU (ERFNet 1.16x, 1.79x with bf16;
+        ENet 0.79-0.93x, so off).
         The numbers do not change beyond float rounding. Returns the model.
         """
         if setting == "auto":
