@@ -46,8 +46,10 @@ run transfer_eps4 experiment=paper_transfer
 
 # 4. Universal perturbations learned on train (100 Adam steps of batch 4), reported on all of val:
 #    full frame and a 120x160 patch at random places, jointly; full frame on each single model.
-for eps in 4 8; do
+for eps in 1 2 4 8; do
     run "universal_joint_full_eps$eps" experiment=paper_universal "eps=$eps/255" attack.steps=100 data.batch_size=4
+done
+for eps in 4 8; do
     run "universal_joint_patch_eps$eps" experiment=paper_universal "eps=$eps/255" attack.steps=100 data.batch_size=4 \
         region=box region.size=[120,160] region.position=random
 done
