@@ -252,6 +252,9 @@ def load_model(name: str, frozen: bool = True):
     return model, meta
 
 
+# The training optimiser of configs/train_models.yaml (Adam lr 5e-4, weight decay 2e-4).
+TRAIN_OPTIMIZER = partial(torch.optim.Adam, lr=5e-4, weight_decay=2e-4)
+
 # The tanh attack's Adam lr as configs/attack/tanh.yaml sets it; PGD: lr = 2.5 / steps (pgd.yaml).
 ATTACK_LR = {"tanh": float(OmegaConf.load(ROOT / "configs" / "attack" / "tanh.yaml").optimizer.lr)}
 

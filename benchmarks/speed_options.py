@@ -33,7 +33,7 @@ from torch.nn import functional as F
 import common as C
 
 SCRIPT = "speed_options"
-OPTIONS = {  # name -> (memory format, compile, precision)
+OPTIONS = {  # name -> (channels_last, compile, precision)
     "eager fp32": (False, False, "32-true"),
     "channels_last fp32": (True, False, "32-true"),
     "compile fp32": (False, True, "32-true"),
@@ -59,7 +59,7 @@ def train_case(model, init, batches, precision):
         getattr(model, "_orig_mod", model).load_state_dict(init)  # a compiled model wraps the net
         model.train()
         torch.manual_seed(0)
-        opt = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=2e-4)
+        opt = C.TRAIN_OPTIMIZER(model.parameters())
         for x, y in batches:
             with C.autocast(precision):
                 loss = F.cross_entropy(model(x), y, ignore_index=C.IGNORE)

@@ -18,7 +18,6 @@ Sizes: default batch 2, 2 steps, 3 repeats at 360x480 (a few minutes on 2 cores)
 from __future__ import annotations
 
 import copy
-from functools import partial
 
 import torch
 from torch.nn import functional as F
@@ -26,7 +25,6 @@ from torch.nn import functional as F
 import common as C
 
 SCRIPT = "train_throughput"
-OPTIMIZER = partial(torch.optim.Adam, lr=5e-4, weight_decay=2e-4)
 
 
 def bare_train(model, init, batches, precision: str, seed: int = 0) -> dict:
@@ -35,7 +33,7 @@ def bare_train(model, init, batches, precision: str, seed: int = 0) -> dict:
     model.load_state_dict(init)
     model.train()
     torch.manual_seed(seed)
-    opt = OPTIMIZER(model.parameters())
+    opt = C.TRAIN_OPTIMIZER(model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, poly_lambda(len(batches)))
     for x, y in C.batch_loader(batches):  # as Lightning's: its iterator draws a seed from torch's RNG
         with C.autocast(precision):
@@ -53,7 +51,7 @@ def lightning_train(model, init, batches, precision: str, class_names, seed: int
     model.load_state_dict(init)
     model.train()  # Lightning 2.x fit does not call .train(): load_weights returns an eval model
     torch.manual_seed(seed)
-    module = SegmentationModule(model, class_names, OPTIMIZER, schedule="poly", log_images=0)
+    module = SegmentationModule(model, class_names, C.TRAIN_OPTIMIZER, schedule="poly", log_images=0)
     clock = C.step_clock()
     trainer = C.trainer(max_epochs=1, limit_train_batches=len(batches), limit_val_batches=0,
                         num_sanity_val_steps=0, precision=precision, callbacks=[clock])

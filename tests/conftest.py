@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,11 +98,6 @@ def run_until_file_then_kill(args: list[str], path: Path, timeout: float = 300) 
 
     Lightning writes checkpoints as a temp file then a move, so once ``path`` exists it is whole.
     """
-    import os
-    import signal
-    import subprocess
-    import time
-
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env=env)
