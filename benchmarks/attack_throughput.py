@@ -22,10 +22,9 @@ Examples:
 
 from __future__ import annotations
 
+import common as C
 import torch
 from torch.nn import functional as F
-
-import common as C
 
 SCRIPT = "attack_throughput"
 CASES = {"enet": ["enet"], "erfnet": ["erfnet"], "enet+erfnet": ["enet", "erfnet"]}
@@ -48,7 +47,7 @@ def bare_attack(models: dict, x, y, method: str, eps: float, steps: int, precisi
             clean = {k: m(x).argmax(1) for k, m in models.items()}
         if method == "tanh":
             w = torch.zeros(x.shape, requires_grad=True)
-            opt = torch.optim.Adam([w], lr=C.ATTACK_LR["tanh"])
+            opt = torch.optim.Adam([w], lr=C.config_lr("tanh"))
             noise = torch.tanh
         else:
             g = torch.Generator().manual_seed(seed)

@@ -26,14 +26,14 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+
+from segattack.labels import IGNORE_INDEX as IGNORE
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 WEIGHTS = ROOT / "weights" / "camvid"
 SAMPLE = ROOT / "data" / "camvid_sample"
 QUICK_SIZE = (96, 128)
-IGNORE = 255
 
 
 # --- arguments and set-up --------------------------------------------------------------------
@@ -241,7 +241,7 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
 
 def load_model(name: str, frozen: bool = True):
     """The shipped CamVid model ``name`` (eval mode; parameters frozen unless ``frozen=False``)."""
-    from segattack.models.weights import load_weights
+    from segattack.files.weights import load_weights
 
     path = WEIGHTS / f"{name}.safetensors"
     if not path.is_file():
@@ -256,28 +256,31 @@ def load_model(name: str, frozen: bool = True):
 TRAIN_OPTIMIZER = partial(torch.optim.Adam, lr=5e-4, weight_decay=2e-4)
 
 # The tanh attack's Adam lr as configs/attack/tanh.yaml sets it; PGD: lr = 2.5 / steps (pgd.yaml).
-ATTACK_LR = {"tanh": float(OmegaConf.load(ROOT / "configs" / "attack" / "tanh.yaml").optimizer.lr)}
+def attack_spec(method: str, eps: float, steps: int, mode: str, sources: Sequence[str],
+                image_size: Sequence[int], num_classes: int, seed: int = 0, overrides=()):
+    """The spec ``attack.py`` builds for ``attack=<method>`` over the full image (the composed
+    ``configs/attack.yaml``: the optimiser is the config's)."""
+    from segattack.attacks.spec import build_attack_spec
+    from segattack.config import compose_config
 
-
-def attack_optimizer(method: str, steps: int):
-    """The optimiser factory the configs give ``method`` (Adam for tanh, SignGradient for PGD)."""
-    from segattack.attacks.optim import SignGradient
-
-    if method == "tanh":
-        return partial(torch.optim.Adam, lr=ATTACK_LR["tanh"])
-    if method in ("pgd", "ifgsm"):
-        return partial(SignGradient, lr=2.5 / steps)
-    raise SystemExit(f"method {method!r}: the benchmarks know tanh and pgd")
+    cfg = compose_config(ROOT, "attack", [f"attack={method}", f"eps={eps!r}", f"attack.steps={steps}",
+                                          f"mode={mode}", "region=full", f"seed={seed}",
+                                          f"source_models=[{','.join(sources)}]", *overrides])
+    return build_attack_spec(cfg, image_size, num_classes)
 
 
 def attack_module(models: dict, method: str, eps: float, steps: int, mode: str,
                   image_size: Sequence[int], num_classes: int, seed: int = 0):
     """A PerturbationModule attacking all of ``models`` jointly over the full image."""
     from segattack.attacks.module import PerturbationModule
-    from segattack.attacks.regions import FullRegion
 
-    return PerturbationModule(models, list(models), eps, method, attack_optimizer(method, steps),
-                              steps, mode, FullRegion(), None, image_size, num_classes, seed=seed)
+    spec = attack_spec(method, eps, steps, mode, list(models), image_size, num_classes, seed)
+    return PerturbationModule(models, spec)
+
+
+def config_lr(method: str) -> float:
+    """The step size ``configs/attack/<method>.yaml`` gives (for the plain-PyTorch replicas)."""
+    return float(attack_spec(method, 4 / 255, 10, "per_image", ["m"], (32, 32), 2).optimizer.keywords["lr"])
 
 
 def lightning_attack(models: dict, loader_batches, method: str, eps: float, steps: int,

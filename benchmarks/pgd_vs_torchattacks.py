@@ -30,9 +30,8 @@ import inspect
 import sys
 import types
 
-import torch
-
 import common as C
+import torch
 
 SCRIPT = "pgd_vs_torchattacks"
 TARGET = 0.9

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import copy
 
+import common as C
 import torch
 from torch.nn import functional as F
-
-import common as C
 
 SCRIPT = "train_throughput"
 

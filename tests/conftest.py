@@ -1,46 +1,17 @@
-"""Shared fixtures: the real Hydra config shrunk to seconds, tiny image trees, a CamVid skip."""
+"""Fixtures: one thread per test session, the small training config, a CamVid skip, and two ENets
+trained once per session on synthetic scenes. Helper functions live in ``helpers.py``."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
-from PIL import Image
+from helpers import CAMVID, NUM_CLASSES, SIZE, TRAIN_SIZE, compose_train_cfg
+from omegaconf import DictConfig
 
-from segattack.config import register_resolvers
-
-ROOT = Path(__file__).resolve().parents[1]
-CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
-
-register_resolvers(ROOT)
-
-# Overrides that make the real training config run in seconds on one CPU thread.
-SMALL = [
-    "logger=none",
-    "models=[enet]",
-    "trainer.max_epochs=1",
-    "trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-    "torch_threads=1",
-]
-SMALL_SYNTHETIC = [
-    "data=synthetic",
-    "data.num_train=16",
-    "data.num_val=8",
-    "data.num_test=8",
-    "data.image_size=[64,96]",
-    "data.batch_size=8",
-]
+# The two trained models: name -> training seed (the joint test needs two different models).
+TRAINED = {"enet": 42, "enet2": 7}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -52,29 +23,10 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def compose_train_cfg(output_dir: Path, overrides: list[str] = (), synthetic: bool = True) -> DictConfig:
-    """Compose ``configs/train_models.yaml`` as ``@hydra.main`` would, writing into ``output_dir``.
-
-    ``synthetic`` adds the small synthetic data set (leave it out to choose another ``data=``).
-    ``HydraConfig`` is set as in lightning-hydra-template, so ``${hydra:...}`` interpolations
-    resolve in-process.
-    """
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train_models", return_hydra_config=True,
-                      overrides=[*SMALL, *(SMALL_SYNTHETIC if synthetic else []), *overrides])
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
-
-
 @pytest.fixture
 def train_cfg(tmp_path) -> DictConfig:
     """The real training config on small synthetic data, one epoch, no logger, output in tmp_path."""
-    cfg = compose_train_cfg(tmp_path)
-    yield cfg
-    GlobalHydra.instance().clear()
+    return compose_train_cfg(tmp_path)
 
 
 @pytest.fixture
@@ -85,28 +37,64 @@ def camvid_root() -> Path:
     return CAMVID
 
 
-def write_png(path: str | Path, array) -> Path:
-    """Write a uint8 array (H, W) or (H, W, 3) as PNG, creating the folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
-    return path
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    """A randomly initialised ENet for synthetic scenes, as ``save_weights`` writes it."""
+    from segattack.files.weights import save_weights
+    from segattack.models import NormalizedModel, create_model
+
+    torch.manual_seed(0)
+    model = NormalizedModel(create_model("enet", NUM_CLASSES))
+    path = tmp_path_factory.mktemp("weights") / "enet.safetensors"
+    return save_weights(model, path, architecture="enet", num_classes=NUM_CLASSES,
+                        class_names=[f"c{i}" for i in range(NUM_CLASSES)], input_size=list(SIZE))
 
 
-def run_until_file_then_kill(args: list[str], path: Path, timeout: float = 300) -> str:
-    """Start ``args`` (cwd ROOT, one thread), SIGKILL it once ``path`` exists; return its stderr.
+@pytest.fixture(scope="session")
+def nan_weights(tmp_path_factory) -> Path:
+    """The same architecture with every parameter NaN: the model outputs NaN."""
+    from segattack.files.weights import save_weights
+    from segattack.models import NormalizedModel, create_model
 
-    Lightning writes checkpoints as a temp file then a move, so once ``path`` exists it is whole.
-    """
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    deadline = time.monotonic() + timeout
+    model = NormalizedModel(create_model("enet", NUM_CLASSES))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    path = tmp_path_factory.mktemp("nan_weights") / "enet.safetensors"
+    return save_weights(model, path, architecture="enet", num_classes=NUM_CLASSES,
+                        class_names=[f"c{i}" for i in range(NUM_CLASSES)], input_size=list(SIZE))
+
+
+def _train_enet(out_dir: Path, seed: int) -> Path:
+    """Train ENet on small synthetic scenes in-process with the real training config."""
+    from segattack.training.task import train
+
+    cfg = compose_train_cfg(out_dir, [
+        f"seed={seed}", f"data.image_size=[{TRAIN_SIZE[0]},{TRAIN_SIZE[1]}]", "data.num_train=48",
+        "data.num_val=8", "data.num_test=4", "optimizer.lr=5e-3", "trainer.max_epochs=6"])
+    threads = torch.get_num_threads()
     try:
-        while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
+        (result,) = train(cfg)
     finally:
-        _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run was not killed mid-way:\n{stderr[-3000:]}"
-    return stderr
+        torch.set_num_threads(threads)
+    assert result["weights"], f"training wrote no weights: {result}"
+    return Path(result["weights"])
+
+
+@pytest.fixture(scope="session")
+def trained_weights(tmp_path_factory) -> dict[str, Path]:
+    """Two ENets (different seeds) trained for a few epochs on 48x64 synthetic scenes.
+
+    Returns name -> ``.safetensors`` path (``enet``, ``enet2``); about 10 s per model.
+    """
+    root = tmp_path_factory.mktemp("trained")
+    return {name: _train_enet(root / name, seed) for name, seed in TRAINED.items()}
+
+
+@pytest.fixture(scope="session")
+def trained_models(trained_weights) -> dict:
+    """The trained fixture models, loaded (eval mode)."""
+    from segattack.files.weights import load_weights
+
+    return {name: load_weights(path, expect_num_classes=NUM_CLASSES)[0]
+            for name, path in trained_weights.items()}

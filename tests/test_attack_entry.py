@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
+from helpers import ROOT, TRAIN_SIZE, compose
+from omegaconf import OmegaConf
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from attack_fixtures import ROOT, TRAIN_SIZE, trained_weights  # noqa: F401
+from segattack.files.weights import save_weights
 from segattack.models import NormalizedModel, create_model
-from segattack.models.weights import save_weights
 from segattack.report import check_transfer, validate_metrics
 
 EPS = "8/255"
@@ -167,14 +164,7 @@ def eleven_class_weights(tmp_path) -> Path:
 
 def compose_attack(out_dir: Path, overrides: list[str]):
     """``configs/attack.yaml`` composed as ``@hydra.main`` would, writing into ``out_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="attack", return_hydra_config=True, overrides=overrides)
-    GlobalHydra.instance().clear()
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out_dir)
-    return cfg
+    return compose("attack", out_dir, overrides)
 
 
 def run_in_process(out_dir: Path, overrides: list[str], capsys) -> tuple[int, list[str]]:
@@ -238,7 +228,7 @@ def test_config_errors_exit_2_with_one_line(bad, message, trained_weights, eleve
 
 def test_entry_point_reports_a_config_error_in_one_line(trained_weights, eleven_class_weights,
                                                         tmp_path):
-    proc = attack(tmp_path, *BASE, *weight_overrides(trained_weights), "source_models=[enet]",
+    proc = attack(tmp_path, *BASE, *weight_overrides(trained_weights), "source_models=[enet]", "region=full",
                   f"weights.enet={eleven_class_weights}", check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()

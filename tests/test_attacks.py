@@ -12,17 +12,26 @@ import functools
 import lightning as L
 import pytest
 import torch
+from helpers import (
+    NUM_CLASSES,
+    ROOT,
+    TRAIN_SIZE,
+    make_module,
+    quiet_trainer,
+    run_module,
+    synthetic,
+    tiny_model,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 from torch.nn import functional as F
 
-from attack_fixtures import (NUM_CLASSES, TRAIN_SIZE, make_module, quiet_trainer, run_module,
-                             synthetic, tiny_model, trained_models, trained_weights)  # noqa: F401
+from segattack.attacks.loop import optimise_per_image
 from segattack.attacks.noise import NOISE_FUNCTIONS
 from segattack.attacks.regions import BoxRegion, ClassRegion, FullRegion, build_region
-from segattack.attacks.registry import ATTACKS
 from segattack.errors import ConfigError
-from segattack.models.weights import load_weights
+from segattack.files.weights import load_weights
 
 TOL = 1e-6
 SMALL = (32, 48)  # image size of the bounds tests (ENet needs multiples of 8)
@@ -91,7 +100,7 @@ def test_box_region_area_and_placement(box, position, batch, seed):
     (H, W), (h, w) = box
     region = BoxRegion((h, w), (H, W), position, seed=seed)
     labels = torch.zeros(batch, H, W, dtype=torch.long)
-    origins = region.origins(batch)
+    origins = region.place(batch)
     assert origins.shape == (batch, 2)
     assert ((origins[:, 0] >= 0) & (origins[:, 0] <= H - h)).all()
     assert ((origins[:, 1] >= 0) & (origins[:, 1] <= W - w)).all()
@@ -170,28 +179,45 @@ def test_region_config_errors_name_the_key(cfg, match):
 # --- the bound: |delta| <= eps, delta = 0 outside R, x_adv in [0, 1] ---------------------------
 EPS = 0.3  # large, so that the clamp to [0, 1] is active on bright and dark pixels
 BOX = (12, 20)
-REGIONS = {
-    "full": lambda: FullRegion(),
-    "box_center": lambda: BoxRegion(BOX, SMALL, "center"),
-    "box_random": lambda: BoxRegion(BOX, SMALL, "random", seed=3),
-    "class": lambda: ClassRegion([4], NUM_CLASSES, dilate=1),  # cars, grown by a pixel
+BOX_ARGS = [f"region.size=[{BOX[0]},{BOX[1]}]"]
+REGIONS = {  # name -> overrides of configs/attack.yaml
+    "full": ["region=full"],
+    "box_center": ["region=box", *BOX_ARGS, "region.position=center"],
+    "box_random": ["region=box", *BOX_ARGS, "region.position=random", "seed=3"],
+    "class": ["region=class", "region.classes=[4]", "region.dilate=1"],  # cars, grown by a pixel
 }
+# The methods: the options of the attack/ config group.
+METHODS = sorted(p.stem for p in (ROOT / "configs" / "attack").glob("*.yaml") if p.stem != "common")
 # Step sizes large enough that the bound is reached within the few steps.
-BIG_LR = {"tanh": 2.0, "sigmoid": 3.0, "clip": 2.0, "fgsm": None, "ifgsm": None, "pgd": None}
+BIG_LR = {"tanh": 2.0, "sigmoid": 3.0, "clip": 2.0}
+
+
+def max_steps(method: str):
+    return OmegaConf.load(ROOT / "configs" / "attack" / f"{method}.yaml").get("max_steps")
+
+
+def attack_args(method: str, steps: int, eps: float = None, lr: float = None) -> list[str]:
+    """Overrides for ``attack=<method>`` with ``steps`` (and eps, lr when given)."""
+    args = [f"attack={method}", f"attack.steps={steps}"]
+    if eps is not None:
+        args.append(f"eps={eps!r}")
+    if lr is not None:
+        args.append(f"attack.optimizer.lr={lr}")
+    return args
 
 
 def record_origins(region):
-    """Make a box region remember every batch of origins it draws."""
+    """Make a region remember every batch of placements it draws (boxes draw them)."""
     drawn = []
     if isinstance(region, BoxRegion):
-        draw = region.origins
+        draw = region.place
 
-        def origins(batch):
+        def place(batch):
             o = draw(batch)
             drawn.append(o)
             return o
 
-        region.origins = origins
+        region.place = place
     return drawn
 
 
@@ -221,20 +247,20 @@ def check_delta(delta, rmask, eps, region, y, origins):
 
 @pytest.mark.parametrize("region_name", sorted(REGIONS))
 @pytest.mark.parametrize("mode", ["universal", "per_image"])
-@pytest.mark.parametrize("method", sorted(ATTACKS))
+@pytest.mark.parametrize("method", METHODS)
 def test_perturbation_stays_in_bounds(method, mode, region_name, small_data):
     dm, x, y = small_data
-    region = REGIONS[region_name]()
+    steps = max_steps(method) or 3
+    module = make_module({"m": tiny_model(0)}, *attack_args(method, steps, EPS, BIG_LR.get(method)),
+                         f"mode={mode}", *REGIONS[region_name], image_size=SMALL)
+    region = module.spec.region
     drawn = record_origins(region)
-    steps = ATTACKS[method].max_steps or 3
-    module = make_module({"m": tiny_model(0)}, method, mode, region, EPS, steps, SMALL,
-                         lr=BIG_LR[method])
     results = run_module(module, dm)
 
     # every evaluated image, as the metrics saw it
-    assert len(module.figure_samples) == 3
+    assert len(module.evaluation.figure_samples) == 3
     moved = 0.0
-    for s in module.figure_samples:
+    for s in module.evaluation.figure_samples:
         d = s["x_adv"] - s["image"]
         assert 0 <= s["x_adv"].min() and s["x_adv"].max() <= 1
         assert d.abs().max() <= EPS + TOL
@@ -245,44 +271,50 @@ def test_perturbation_stays_in_bounds(method, mode, region_name, small_data):
 
     # delta itself, before the clamp
     drawn.clear()
+    rmask, placement = module.region_of(y)
     if mode == "universal":
         assert module.universal_delta().abs().max() <= EPS + TOL
-        with torch.no_grad():
-            delta, rmask = module.perturbation(module.w, y)
+        w = module.w
     else:
-        delta, rmask = module.optimise(x, y, module.predict_all(x))
+        clean = module.objective.predict(x, ["m"])
+        w = optimise_per_image(module.spec, module.objective, module.perturbation, x, y, clean,
+                               rmask, placement, rmask, None, module.generator)
+    with torch.no_grad():
+        delta = module.perturbation.delta(w, rmask, placement)
     check_delta(delta, rmask, EPS, region, y, drawn[-1] if drawn else None)
+
+
+RANDOM_BOX = ["region=box", *BOX_ARGS, "region.position=random", "seed=5"]
 
 
 def test_universal_perturbation_is_shared_by_all_images(small_data):
     """Full region: one delta for every image; random boxes: one patch pasted at each box."""
     dm, x, y = small_data
-    full = make_module({"m": tiny_model(0)}, "tanh", "universal", FullRegion(), EPS, 3, SMALL,
-                       lr=1.0)
+    full = make_module({"m": tiny_model(0)}, *attack_args("tanh", 3, EPS, 1.0), "mode=universal",
+                       "region=full", image_size=SMALL)
     run_module(full, dm)
     assert full.w.shape == (1, 3, *SMALL)
     with torch.no_grad():
-        delta, _ = full.perturbation(full.w, y)
+        delta = full.perturbation.delta(full.w, *full.region_of(y))
     assert delta.shape == (len(y), 3, *SMALL)
     for i in range(len(y)):
         assert torch.equal(delta[i], full.universal_delta()[0])
     # as applied in the evaluation: x_adv - x is that delta wherever no clamp was needed
-    for s in full.figure_samples:
+    for s in full.evaluation.figure_samples:
         unclamped = ((s["image"] + delta[0]) > 0) & ((s["image"] + delta[0]) < 1)
         torch.testing.assert_close((s["x_adv"] - s["image"])[unclamped], delta[0][unclamped],
                                    atol=1e-6, rtol=0)
 
-    region = BoxRegion(BOX, SMALL, "random", seed=5)
-    drawn = record_origins(region)
-    patch_module = make_module({"m": tiny_model(0)}, "tanh", "universal", region, EPS, 3, SMALL,
-                               lr=1.0)
+    patch_module = make_module({"m": tiny_model(0)}, *attack_args("tanh", 3, EPS, 1.0),
+                               "mode=universal", *RANDOM_BOX, image_size=SMALL)
+    drawn = record_origins(patch_module.spec.region)
     assert patch_module.w.shape == (1, 3, *BOX)
     run_module(patch_module, dm)
     patch = patch_module.universal_delta()[0]
     assert patch.shape == (3, *BOX) and patch.abs().max() > 0
     drawn.clear()
     with torch.no_grad():
-        delta, rmask = patch_module.perturbation(patch_module.w, y)
+        delta = patch_module.perturbation.delta(patch_module.w, *patch_module.region_of(y))
     (origins,) = drawn
     assert len({tuple(o) for o in origins.tolist()}) > 1, "random boxes should move"
     for i, (oy, ox) in enumerate(origins.tolist()):
@@ -290,7 +322,7 @@ def test_universal_perturbation_is_shared_by_all_images(small_data):
         outside = delta[i].clone()
         outside[:, oy:oy + BOX[0], ox:ox + BOX[1]] = 0
         assert outside.abs().max() == 0  # nothing outside the box
-    for s in patch_module.figure_samples:  # the evaluation pasted it at each image's own box
+    for s in patch_module.evaluation.figure_samples:  # the evaluation pasted it at each image's own box
         ys, xs = torch.nonzero(s["area"], as_tuple=True)
         oy, ox = int(ys.min()), int(xs.min())
         assert (int(ys.max()) - oy + 1, int(xs.max()) - ox + 1) == BOX
@@ -304,14 +336,14 @@ def test_universal_perturbation_is_shared_by_all_images(small_data):
 def test_random_boxes_restart_at_each_evaluation(small_data):
     """The evaluation places random boxes as a fresh region would, whatever the fit drew."""
     dm, x, y = small_data
-    region = BoxRegion(BOX, SMALL, "random", seed=5)
-    drawn = record_origins(region)
-    module = make_module({"m": tiny_model(0)}, "tanh", "universal", region, EPS, 3, SMALL, lr=1.0)
+    module = make_module({"m": tiny_model(0)}, *attack_args("tanh", 3, EPS, 1.0), "mode=universal",
+                         *RANDOM_BOX, image_size=SMALL)
+    drawn = record_origins(module.spec.region)
     first = run_module(module, dm)
     assert len(drawn) == 4  # three fit batches, one evaluation batch
-    assert torch.equal(drawn[-1], BoxRegion(BOX, SMALL, "random", seed=5).origins(len(y)))
-    for metric in [*module.rates.values(), *module.clean_iou.values(), *module.adv_iou.values(),
-                   module.joint, module.size]:
+    assert torch.equal(drawn[-1], BoxRegion(BOX, SMALL, "random", seed=5).place(len(y)))
+    ev = module.evaluation
+    for metric in [*ev.rates.values(), *ev.clean_iou.values(), *ev.adv_iou.values(), ev.joint, ev.size]:
         metric.reset()
     quiet_trainer().test(module, dataloaders=dm.dataloader("val", train=False), verbose=False)
     assert torch.equal(drawn[-1], drawn[-2])
@@ -319,33 +351,33 @@ def test_random_boxes_restart_at_each_evaluation(small_data):
 
 
 def test_saved_perturbations_round_trip_and_are_checked(small_data, tmp_path):
-    from segattack.attacks.task import load_perturbation, save_perturbation
+    from segattack.attacks.task import load_perturbation, perturbation_tensors
     from segattack.errors import WeightsError
+    from segattack.files.perturbation import save_perturbation
 
     dm, x, y = small_data
-    patch = make_module({"m": tiny_model(0)}, "pgd", "universal", BoxRegion(BOX, SMALL), EPS, 2,
-                        SMALL)
-    save_perturbation(tmp_path / "p.safetensors", patch, {"method": "pgd"})
-    again = make_module({"m": tiny_model(0)}, "pgd", "universal", BoxRegion(BOX, SMALL), EPS, 2,
-                        SMALL)
+    box = ["mode=universal", "region=box", *BOX_ARGS]
+    patch = make_module({"m": tiny_model(0)}, *attack_args("pgd", 2, EPS), *box, image_size=SMALL)
+    save_perturbation(tmp_path / "p.safetensors", perturbation_tensors(patch), {"method": "pgd"})
+    again = make_module({"m": tiny_model(0)}, *attack_args("pgd", 2, EPS), *box, image_size=SMALL)
     with torch.no_grad():
         again.w.zero_()
     load_perturbation(tmp_path / "p.safetensors", again)
     assert torch.equal(again.w, patch.w)
-    other_size = make_module({"m": tiny_model(0)}, "pgd", "universal", FullRegion(), EPS, 2,
-                             SMALL)
+    other_size = make_module({"m": tiny_model(0)}, *attack_args("pgd", 2, EPS), "mode=universal",
+                             "region=full", image_size=SMALL)
     with pytest.raises(WeightsError, match=r"shape \[1, 3, 12, 20\].*expected \[1, 3, 32, 48\]"):
         load_perturbation(tmp_path / "p.safetensors", other_size)
-    other_method = make_module({"m": tiny_model(0)}, "tanh", "universal", BoxRegion(BOX, SMALL),
-                               EPS, 2, SMALL)
+    other_method = make_module({"m": tiny_model(0)}, *attack_args("tanh", 2, EPS), *box,
+                               image_size=SMALL)
     with pytest.raises(ConfigError, match=r"attack\.method='tanh'.*'pgd'"):
         load_perturbation(tmp_path / "p.safetensors", other_method)
 
     # per image with no figures kept: an empty stack, not a crash after all the work
-    per_image = make_module({"m": tiny_model(0)}, "tanh", "per_image", FullRegion(), EPS, 1,
-                            SMALL, num_figures=0)
+    per_image = make_module({"m": tiny_model(0)}, *attack_args("tanh", 1, EPS), "region=full",
+                            "num_figures=0", image_size=SMALL)
     run_module(per_image, dm)
-    save_perturbation(tmp_path / "q.safetensors", per_image, {})
+    save_perturbation(tmp_path / "q.safetensors", perturbation_tensors(per_image), {})
     from safetensors.torch import load_file
     assert load_file(str(tmp_path / "q.safetensors"))["delta"].shape == (0, 3, *SMALL)
     with pytest.raises(WeightsError, match="not a universal perturbation"):
@@ -376,7 +408,7 @@ def assert_untouched(module, before):
     assert all(p.grad is None for p in module.models.parameters())
     assert not any(m.training for m in module.models.modules())
     assert [n for n, p in module.named_parameters() if p.requires_grad] == (
-        ["w"] if module.mode == "universal" else [])
+        ["w"] if module.universal else [])
 
 
 class EvalModeProbe(L.Callback):
@@ -401,7 +433,8 @@ STEPS = 20
 def test_universal_fit_freezes_models_and_fools_them(trained_weights):
     models = fresh_trained(trained_weights, "enet")
     seen = []
-    module = make_module(models, "tanh", "universal", FullRegion(), EFFECT_EPS, STEPS, TRAIN_SIZE,
+    module = make_module(models, *attack_args("tanh", STEPS, EFFECT_EPS), "mode=universal",
+                         "region=full",
                          optimizer=recording(functools.partial(torch.optim.Adam, lr=0.1), seen))
     before = frozen_state(module)
     assert_untouched(module, before)
@@ -425,7 +458,7 @@ def test_universal_fit_freezes_models_and_fools_them(trained_weights):
 def test_per_image_attack_freezes_models(trained_weights):
     models = fresh_trained(trained_weights, "enet")
     seen = []
-    module = make_module(models, "tanh", "per_image", FullRegion(), EFFECT_EPS, 3, TRAIN_SIZE,
+    module = make_module(models, *attack_args("tanh", 3, EFFECT_EPS), "region=full",
                          optimizer=recording(functools.partial(torch.optim.Adam, lr=0.1), seen))
     before = frozen_state(module)
     dm = synthetic(TRAIN_SIZE, num_val=8, batch_size=4)
@@ -451,8 +484,8 @@ def eval_data():
 ])
 def test_attack_raises_error_rate_on_trained_model(trained_models, eval_data, method, steps,
                                                    margin):
-    module = make_module({"enet": trained_models["enet"]}, method, "per_image", FullRegion(),
-                         EFFECT_EPS, steps, TRAIN_SIZE)
+    module = make_module({"enet": trained_models["enet"]}, *attack_args(method, steps, EFFECT_EPS),
+                         "region=full")
     res = run_module(module, eval_data)
     rates = res["per_model"]["enet"]
     print(method, rates)
@@ -463,9 +496,8 @@ def test_attack_raises_error_rate_on_trained_model(trained_models, eval_data, me
 
 def test_targeted_attack_pushes_pixels_to_the_goal(trained_models, eval_data):
     """Targeted: asr is the share of pixels predicted as the goal class (sky, 40% when clean)."""
-    goal_map = torch.zeros(256, dtype=torch.long)
-    module = make_module({"enet": trained_models["enet"]}, "tanh", "per_image", FullRegion(),
-                         EFFECT_EPS, STEPS, TRAIN_SIZE, targeted=True, goal_map=goal_map)
+    module = make_module({"enet": trained_models["enet"]}, *attack_args("tanh", STEPS, EFFECT_EPS),
+                         "region=full", "attack.targeted=true", "attack.target_class=0")
     res = run_module(module, eval_data)
     rates = res["per_model"]["enet"]
     print("targeted", rates)
@@ -474,12 +506,11 @@ def test_targeted_attack_pushes_pixels_to_the_goal(trained_models, eval_data):
 
 def test_joint_attack_fools_both_models(trained_models, eval_data):
     """K = 2: both models fooled; the second more than by transferring an attack on the first."""
-    joint = make_module(dict(trained_models), "tanh", "per_image", FullRegion(), EFFECT_EPS,
-                        STEPS, TRAIN_SIZE)
-    assert joint.source_models == ["enet", "enet2"]
+    joint = make_module(dict(trained_models), *attack_args("tanh", STEPS, EFFECT_EPS), "region=full")
+    assert joint.spec.source_models == ("enet", "enet2")
     res = run_module(joint, eval_data)
-    single = make_module(dict(trained_models), "tanh", "per_image", FullRegion(), EFFECT_EPS,
-                         STEPS, TRAIN_SIZE, sources=["enet"])
+    single = make_module(dict(trained_models), *attack_args("tanh", STEPS, EFFECT_EPS), "region=full",
+                         sources=["enet"])
     transfer = run_module(single, eval_data)["per_model"]["enet2"]
     print("joint", res, "\ntransfer enet -> enet2", transfer)
     for name in ("enet", "enet2"):
@@ -495,24 +526,25 @@ def test_joint_attack_fools_both_models(trained_models, eval_data):
 def test_per_model_backward_gives_the_gradient_of_the_summed_loss(keep_weight, norm_weight):
     """The per-image loop frees each model's graph before the next: same gradient on w."""
     models = {"a": tiny_model(0), "b": tiny_model(1), "c": tiny_model(2)}
-    module = make_module(models, "tanh", "per_image", FullRegion(), 8 / 255, 1, TRAIN_SIZE)
-    module.keep_weight, module.norm_weight = keep_weight, norm_weight
-    module.lambdas = {"a": 1.0, "b": 0.5, "c": 2.0}
+    module = make_module(models, *attack_args("tanh", 1, 8 / 255), "region=full",
+                         f"attack.keep_weight={keep_weight}", f"attack.norm_weight={norm_weight}",
+                         "attack.lambdas={a: 1.0, b: 0.5, c: 2.0}")
+    assert module.spec.lambdas == {"a": 1.0, "b": 0.5, "c": 2.0}
+    objective = module.objective
     torch.manual_seed(0)
     x = torch.rand(2, 3, *TRAIN_SIZE)
     y = torch.randint(0, NUM_CLASSES, (2, *TRAIN_SIZE))
     area = torch.ones(2, *TRAIN_SIZE, dtype=torch.bool)
-    clean = module.predict_all(x, module.source_models)
+    clean = objective.predict(x, objective.source_models)
     w0 = torch.randn(x.shape)
     grads, losses = [], []
     for per_model in (False, True):
         w = w0.clone().requires_grad_(True)
-        delta = module.noise(w, module.eps)
-        x_adv = (x + delta).clamp(0, 1)
+        x_adv, delta = module.perturbation.adversarial(x, w, area, None)
         if per_model:
-            losses.append(module.backward_per_model(x_adv, y, area, None, clean, delta))
+            losses.append(objective.backward(x_adv, y, area, None, clean, delta))
         else:
-            loss, _ = module.attack_loss(x_adv, y, area, None, clean, delta)
+            loss, _ = objective.loss(x_adv, y, area, None, clean, delta)
             loss.backward()
             losses.append(loss.detach())
         grads.append(w.grad)

@@ -9,16 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_png
+from helpers import write_png
 
-from segattack.data import (IGNORE_INDEX, CamVidDataModule, CityscapesDataModule,
-                            SyntheticDataModule)
+from segattack.data import (
+    IGNORE_INDEX,
+    CamVidDataModule,
+    CityscapesDataModule,
+    SyntheticDataModule,
+)
 from segattack.errors import ConfigError, DataError
 from segattack.training.class_weights import class_weights
 
 
 def check_sample(x, y, size, num_classes):
-    """DESIGN invariants 1 and 2 for one sample."""
+    """docs/design.md, "Data", for one sample."""
     assert x.dtype == torch.float32 and x.shape == (3, *size)
     assert 0.0 <= x.min() and x.max() <= 1.0
     assert y.dtype == torch.int64 and y.shape == tuple(size)
@@ -336,7 +340,7 @@ def test_real_camvid(camvid_root):
 
 def test_camvid_augmentation_follows_the_seed(camvid):
     """albumentations 2 seeds its own generator from the OS; the dataset reseeds it from torch's,
-    so the run's seed fixes the augmentation (DESIGN invariant 10)."""
+    so the run's seed fixes the augmentation (docs/design.md, "Resuming")."""
 
     def samples(seed):
         torch.manual_seed(seed)

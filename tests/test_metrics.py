@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
+from segattack.labels import IGNORE_INDEX
 from segattack.metrics import AttackRates, JointRates, PerturbationSize, SegmentationIoU
 
 T, F = True, False
-IGN = 255
+IGN = IGNORE_INDEX
 
 
 def maps(*rows):

@@ -9,9 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segattack.labels import IGNORE_INDEX
 from segattack.metrics import AttackRates, JointRates, PerturbationSize
 
-IGN = 255
+IGN = IGNORE_INDEX
 SMALL = settings(max_examples=30, deadline=None)
 
 

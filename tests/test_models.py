@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from segattack.errors import ConfigError, WeightsError
+from segattack.files.weights import load_weights, read_metadata, save_weights
 from segattack.models import MODELS, NormalizedModel, create_model
-from segattack.models.weights import load_weights, read_metadata, save_weights
 
 # Published sizes at 11 classes (CamVid): ENet 0.36 M (Paszke et al. 2016), ERFNet 2.1 M.
 EXPECTED_PARAMS = {"enet": 0.36e6, "erfnet": 2.1e6}

@@ -14,9 +14,17 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from segattack.io import OutputError
-from segattack.report import (SCHEMA_VERSION, asr_curve, attack_panel, summary_table,
-                              transfer_heatmap, validate_metrics, write_metrics, write_report,
-                              write_transfer)
+from segattack.report import (
+    SCHEMA_VERSION,
+    asr_curve,
+    attack_panel,
+    summary_table,
+    transfer_heatmap,
+    validate_metrics,
+    write_metrics,
+    write_report,
+    write_transfer,
+)
 
 EPS = 8 / 255
 NAMES = ("sky", "road", "car")

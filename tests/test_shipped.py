@@ -9,12 +9,12 @@ import sys
 
 import nbformat
 import pytest
-from conftest import CAMVID, ROOT
+from helpers import CAMVID, ROOT
 from nbclient import NotebookClient
 
 from segattack.data import CamVidDataModule
-from segattack.data.classes import CAMVID_CLASSES
-from segattack.models.weights import load_weights
+from segattack.files.weights import load_weights
+from segattack.labels import CAMVID_CLASSES
 from segattack.training.evaluate import evaluate
 
 WEIGHTS = {name: ROOT / "weights" / "camvid" / f"{name}.safetensors" for name in ("enet", "erfnet")}

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compose_train_cfg, run_until_file_then_kill
+from helpers import ROOT, compose_train_cfg, run_until_file_then_kill
 from omegaconf import open_dict
 
 from segattack.cli import run_task
 from segattack.data import SyntheticDataModule
 from segattack.errors import ConfigError
+from segattack.files.weights import load_weights, read_metadata
 from segattack.metrics.iou import SegmentationIoU
-from segattack.models.weights import load_weights, read_metadata
 from segattack.training.task import train
 
 # The subprocess runs: 4 steps of 8 synthetic images per epoch, about a second each.

@@ -27,3 +27,29 @@ def load_group_option(cfg: DictConfig, group: str, name: str) -> DictConfig:
     # Interpolations such as ${paths.root_dir} resolve against the running config's paths.
     paths = OmegaConf.create({"paths": OmegaConf.to_container(cfg.paths, resolve=False)})
     return OmegaConf.merge(paths, OmegaConf.load(path))
+
+
+def compose_config(root: str | Path, config_name: str, overrides=(), output_dir=None) -> DictConfig:
+    """Compose ``<root>/configs/<config_name>.yaml`` as ``@hydra.main`` would, outside a Hydra app.
+
+    For the tests, benchmarks and notebooks: ``HydraConfig`` is set (as in
+    lightning-hydra-template) so ``${hydra:...}`` interpolations resolve in-process, and
+    ``paths.output_dir`` is ``output_dir`` when given.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    register_resolvers(root)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(root).resolve() / "configs"), version_base="1.3"):
+            cfg = compose(config_name=config_name, return_hydra_config=True, overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+    HydraConfig.instance().set_config(cfg)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+    return cfg

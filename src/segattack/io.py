@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash or a full disk never leaves a truncated output (DESIGN invariant 8)."""
+"""Atomic file writes: a crash or a full disk never leaves a truncated output (docs/design.md, "Outputs")."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from safetensors import SafetensorError  # how safetensors reports a full disk (not an OSError)
+from safetensors import (
+    SafetensorError,  # how safetensors reports a full disk (not an OSError)
+)
 
 from .errors import SegattackError
 

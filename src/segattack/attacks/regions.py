@@ -1,7 +1,14 @@
 """Regions: where the perturbation may be non-zero (R) and where success is counted (A).
 
-A region turns a batch's labels into a boolean mask (B, H, W). ``box`` also gives the boxes'
-origins so a universal patch can be pasted at them.
+Every region has one interface, so the attack code never asks which kind it holds:
+
+- ``place(batch)``: where each image's region lies (a box's top-left corners; None for regions
+  that follow the image or its labels);
+- ``mask(labels, placement)``: the (B, H, W) bool mask;
+- ``patch_size(image_size)``: the (h, w) of a universal perturbation for this region (a box's
+  own size: a patch pasted per image; the whole image otherwise);
+- ``paste(g, mask, placement)``: the per-image perturbation (B, 3, H, W) from ``g``, either an
+  image-sized perturbation (kept inside the mask) or a patch (pasted at the placements).
 """
 
 from __future__ import annotations
@@ -15,15 +22,28 @@ from ..errors import ConfigError
 
 
 class Region:
-    """Base: subclasses implement ``mask(labels) -> (B, H, W) bool``."""
+    """Base: the whole interface; subclasses say how the mask is made."""
 
     kind = "region"
+    generator: torch.Generator | None = None  # random placements draw from it (checkpointed)
 
     def describe(self) -> str:
         return self.kind
 
-    def mask(self, labels: torch.Tensor) -> torch.Tensor:
+    def place(self, batch: int) -> torch.Tensor | None:
+        return None
+
+    def reset(self) -> None:
+        """Start the sequence of random placements again (nothing to do when there is none)."""
+
+    def mask(self, labels: torch.Tensor, placement: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def patch_size(self, image_size: Sequence[int]) -> tuple[int, int]:
+        return tuple(int(v) for v in image_size)
+
+    def paste(self, g: torch.Tensor, mask: torch.Tensor, placement: torch.Tensor | None) -> torch.Tensor:
+        return g * mask[:, None].to(g.dtype)
 
 
 class FullRegion(Region):
@@ -31,7 +51,7 @@ class FullRegion(Region):
 
     kind = "full"
 
-    def mask(self, labels):
+    def mask(self, labels, placement=None):
         return torch.ones_like(labels, dtype=torch.bool)
 
 
@@ -78,8 +98,9 @@ class BoxRegion(Region):
         if self.position == "random":
             self.generator.manual_seed(self.seed)
 
-    def origins(self, batch: int) -> torch.Tensor:
-        """(B, 2) top-left corners (y, x); fixed boxes repeat, random ones draw anew."""
+    def place(self, batch: int) -> torch.Tensor:
+        """(B, 2) top-left corners (y, x); fixed boxes repeat, random ones draw anew (centred and
+        fixed boxes have no generator: they draw nothing)."""
         if self.position != "random":
             return torch.tensor([self.origin] * batch)
         H, W = self.image_size
@@ -87,14 +108,27 @@ class BoxRegion(Region):
         xs = torch.randint(0, W - self.size[1] + 1, (batch,), generator=self.generator)
         return torch.stack([ys, xs], 1)
 
-    def mask(self, labels, origins: torch.Tensor | None = None):
+    def mask(self, labels, placement: torch.Tensor | None = None):
         B, H, W = labels.shape
-        origins = self.origins(B) if origins is None else origins
+        origins = self.place(B) if placement is None else placement
         ys = torch.arange(H).view(1, H, 1)
         xs = torch.arange(W).view(1, 1, W)
         y0, x0 = origins[:, 0].view(B, 1, 1), origins[:, 1].view(B, 1, 1)
         inside = (ys >= y0) & (ys < y0 + self.size[0]) & (xs >= x0) & (xs < x0 + self.size[1])
         return inside.to(labels.device)
+
+    def patch_size(self, image_size):
+        return self.size
+
+    def paste(self, g, mask, placement):
+        if tuple(g.shape[-2:]) == self.image_size:  # an image-sized perturbation: keep the box
+            return super().paste(g, mask, placement)
+        H, W = self.image_size
+        h, w = self.size
+        pads = [(int(x), W - int(x) - w, int(y), H - int(y) - h) for y, x in placement.tolist()]
+        if len(set(pads)) == 1:
+            return F.pad(g, pads[0]).expand(mask.shape[0], -1, -1, -1)
+        return torch.cat([F.pad(g, p) for p in pads])
 
 
 class ClassRegion(Region):
@@ -119,7 +153,7 @@ class ClassRegion(Region):
     def describe(self) -> str:
         return f"class {self.classes}" + (f" +{self.dilate}px" if self.dilate else "")
 
-    def mask(self, labels):
+    def mask(self, labels, placement=None):
         m = torch.isin(labels, torch.tensor(self.classes, device=labels.device))
         if self.dilate:
             k = 2 * self.dilate + 1

@@ -1,4 +1,4 @@
-"""A shuffled fit split that a killed universal attack resumes exactly (DESIGN invariant 10).
+"""A shuffled fit split that a killed universal attack resumes exactly (docs/design.md, "Resuming").
 
 A plain ``DataLoader(shuffle=True)`` draws each epoch's order from the global RNG and cannot skip
 what an interrupted epoch already used, so a resumed run saw other batches than an uninterrupted

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 import warnings
@@ -13,17 +12,18 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file, save_file
 
 from ..config import load_group_option
 from ..errors import ConfigError, WeightsError
-from ..io import atomic_write, write_text
-from ..models.weights import load_weights, resume_checkpoint, safe_load_kwargs
+from ..files.perturbation import load_universal_w, save_perturbation
+from ..files.weights import load_weights
+from ..io import write_text
+from ..report.metrics_json import SCHEMA_VERSION
+from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
 from .module import PerturbationModule
 from .progress import AttackProgressBar
-from .regions import build_region
-from .settings import check_attack, goal_map, parse_eps
 from .shuffle import EpochShuffle, ShuffleState
+from .spec import AttackSpec, build_attack_spec
 
 log = logging.getLogger(__name__)
 
@@ -55,67 +55,40 @@ def load_models(cfg: DictConfig, names: list[str], num_classes: int, image_size)
     return models
 
 
-def save_perturbation(path: Path, module: PerturbationModule, meta: dict) -> None:
+def perturbation_tensors(module: PerturbationModule) -> dict[str, torch.Tensor]:
     """Universal: ``w`` and ``delta``; per image: the deltas of the figure images."""
-    if module.mode == "universal":
-        tensors = {"w": module.w.detach().contiguous(), "delta": module.universal_delta().contiguous()}
-    else:
-        deltas = [s["x_adv"] - s["image"] for s in module.figure_samples]  # none if num_figures=0
-        delta = torch.stack(deltas) if deltas else torch.zeros(0, 3, *module.image_size)
-        tensors = {"delta": delta.contiguous()}
-    encoded = {k: json.dumps(v) for k, v in meta.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=encoded))
+    if module.universal:
+        return {"w": module.w.detach(), "delta": module.universal_delta()}
+    deltas = [s["x_adv"] - s["image"] for s in module.evaluation.figure_samples]  # none if num_figures=0
+    return {"delta": torch.stack(deltas) if deltas else torch.zeros(0, 3, *module.spec.image_size)}
 
 
 def load_perturbation(path: Path, module: PerturbationModule) -> None:
-    """Put a saved universal ``w`` into ``module`` (shape and mode checked)."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
-        w = load_file(str(path))["w"]
-    except (SafetensorError, OSError, KeyError, ValueError) as err:
-        raise WeightsError(f"{path}: not a universal perturbation file ({err})") from None
-    if tuple(w.shape) != tuple(module.w.shape):
-        raise WeightsError(f"{path}: perturbation of shape {list(w.shape)} does not fit this run "
-                           f"(expected {list(module.w.shape)} for region {module.region.describe()} "
-                           f"and image size {list(module.image_size)})")
-    if meta.get("method") and meta["method"] != module.method:
-        raise ConfigError(f"attack.method={module.method!r}: {path} was made with "
-                          f"{meta['method']!r}; run with attack={meta['method']}")
+    """Put a saved universal ``w`` into ``module`` (shape and method checked)."""
+    spec = module.spec
+    w = load_universal_w(path, module.w.shape, spec.method,
+                         f"region {spec.region.describe()} and image size {list(spec.image_size)}")
     with torch.no_grad():
         module.w.copy_(w)
 
 
-def build_module(cfg: DictConfig, dm, eps: float) -> PerturbationModule:
-    sources = list(cfg.source_models)
-    names = sources + [m for m in (cfg.eval_models or []) if m not in sources]
-    models = load_models(cfg, names, dm.num_classes, dm.image_size)
-    region = build_region(cfg.region, dm.image_size, dm.num_classes, cfg.seed, "region")
-    area = build_region(cfg.area, dm.image_size, dm.num_classes, cfg.seed, "area") if cfg.area else None
-    a = cfg.attack
-    return PerturbationModule(
-        models, sources, eps, a.method, instantiate(a.optimizer), a.steps, cfg.mode, region, area,
-        dm.image_size, dm.num_classes, a.targeted, goal_map(cfg, dm.num_classes), a.label_source,
-        a.keep_weight, a.norm_weight, a.ce_max, a.lambdas, cfg.seed, cfg.num_figures)
+def build_module(cfg: DictConfig, spec: AttackSpec) -> PerturbationModule:
+    models = load_models(cfg, list(spec.eval_models), spec.num_classes, spec.image_size)
+    return PerturbationModule(models, spec)
 
 
 def run_attack(cfg: DictConfig) -> dict:
     """One attack run: fit (universal) or optimise per image, evaluate, write every output."""
-    # The frozen models are in eval mode on purpose (DESIGN invariant 3): not worth a warning.
+    # The frozen models are in eval mode on purpose (docs/design.md, "Attacks"): not worth a warning.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
-    check_attack(cfg)
-    eps = parse_eps(cfg.eps)
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    prepare_run(cfg, verbose_seed=False)
+    dm = instantiate(cfg.data)
+    spec = build_attack_spec(cfg, dm.image_size, dm.num_classes)  # every attack key checked here
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dm = instantiate(cfg.data)
-    module = build_module(cfg, dm, eps)
-    universal = cfg.mode == "universal"
-    logger = instantiate(cfg.logger, name=cfg.get("name")) if cfg.get("logger") else False
+    module = build_module(cfg, spec)
+    universal = spec.mode == "universal"
+    logger = build_logger(cfg, cfg.get("name"))
     callbacks = [AttackProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
     fitting = universal and not cfg.get("perturbation")
     if fitting:  # a killed universal run resumes its perturbation (and its shuffle) from last.ckpt
@@ -137,8 +110,6 @@ def run_attack(cfg: DictConfig) -> dict:
     eval_loader = dm.dataloader(cfg.eval_split, train=False)
     start = time.perf_counter()
     if cfg.get("perturbation"):
-        if not universal:
-            raise ConfigError("perturbation=PATH evaluates a saved universal perturbation: set mode=universal")
         load_perturbation(Path(cfg.perturbation), module)
     elif universal:
         ckpt = resume_checkpoint(out / "checkpoints") if cfg.resume else None
@@ -148,7 +119,7 @@ def run_attack(cfg: DictConfig) -> dict:
             trainer.fit(module, train_dataloaders=fit_loader, ckpt_path=ckpt, **safe_load_kwargs(trainer))
     trainer.test(module, dataloaders=eval_loader, verbose=False)
     seconds = time.perf_counter() - start
-    metrics = assemble_metrics(cfg, module, dm, eps, seconds, len(eval_loader.dataset))
+    metrics = assemble_metrics(cfg, module, dm, seconds, len(eval_loader.dataset))
     if trainer.is_global_zero:  # DDP: the metrics are synced; one process writes the outputs
         write_outputs(cfg, out, module, dm, metrics, logger)
     finish = getattr(getattr(logger, "experiment", None), "finish", None)
@@ -169,17 +140,17 @@ def target_fields(a) -> dict:
     return {"target_class": goals.pop() if len(goals) == 1 else None, "target_map": tmap}
 
 
-def assemble_metrics(cfg, module, dm, eps, seconds, num_images) -> dict:
-    a = cfg.attack
-    area = module.area.describe() if module.area else module.region.describe()
-    steps_done = a.steps * (num_images if cfg.mode == "per_image" else 1)
+def assemble_metrics(cfg, module, dm, seconds, num_images) -> dict:
+    a, spec = cfg.attack, module.spec
+    area = (spec.area or spec.region).describe()
+    steps_done = spec.steps * (num_images if spec.mode == "per_image" else 1)
     return {
-        "schema": 1,
-        "attack": {"method": a.method, "mode": cfg.mode, "eps": eps, "steps": a.steps,
-                   "region": module.region.describe(), "area": area, "targeted": bool(a.targeted),
-                   **target_fields(a), "label_source": a.label_source,
+        "schema": SCHEMA_VERSION,
+        "attack": {"method": spec.method, "mode": spec.mode, "eps": spec.eps, "steps": spec.steps,
+                   "region": spec.region.describe(), "area": area, "targeted": spec.targeted,
+                   **target_fields(a), "label_source": spec.label_source,
                    "loaded_perturbation": cfg.get("perturbation")},
-        "source_models": list(module.source_models),
+        "source_models": list(spec.source_models),
         "data": {"name": dm.name, "fit_split": cfg.fit_split if cfg.mode == "universal" else None,
                  "eval_split": cfg.eval_split, "num_images": num_images},
         **module.results(),
@@ -191,16 +162,17 @@ def assemble_metrics(cfg, module, dm, eps, seconds, num_images) -> dict:
 def write_outputs(cfg, out: Path, module, dm, metrics: dict, logger) -> None:
     from ..report import attack_panel, write_metrics, write_report
 
-    meta = {"method": module.method, "mode": module.mode, "eps": module.eps,
-            "region": module.region.describe(), "source_models": module.source_models,
-            "image_size": list(module.image_size), "dataset": dm.name}
-    save_perturbation(out / "perturbation.safetensors", module, meta)
+    spec = module.spec
+    meta = {"method": spec.method, "mode": spec.mode, "eps": spec.eps,
+            "region": spec.region.describe(), "source_models": list(spec.source_models),
+            "image_size": list(spec.image_size), "dataset": dm.name}
+    save_perturbation(out / "perturbation.safetensors", perturbation_tensors(module), meta)
     (out / "figures").mkdir(exist_ok=True)
     figures = []
-    for i, s in enumerate(module.figure_samples):
+    for i, s in enumerate(module.evaluation.figure_samples):
         figures.append(attack_panel(out / "figures" / f"sample_{i}.png", s["image"], s["x_adv"],
                                     s["target"], s["clean"], s["adv"], dm.palette, dm.class_names,
-                                    area=s["area"], title=f"{module.method}, eps={module.eps * 255:.1f}/255"))
+                                    area=s["area"], title=f"{spec.method}, eps={spec.eps * 255:.1f}/255"))
     write_metrics(out / "metrics.json", metrics)
     write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=False))
     write_report(out, metrics, figures)
@@ -216,15 +188,16 @@ def run_transfer(cfg: DictConfig) -> dict:
     """Craft on each single model and on the joint set; evaluate on all: the asr matrix."""
     from ..report import transfer_heatmap, write_transfer
 
+    dm = instantiate(cfg.data)
+    build_attack_spec(cfg, dm.image_size, dm.num_classes)  # every key checked before any run starts
     models = list(cfg.source_models)
-    if len(models) < 2:
-        raise ConfigError("task=transfer needs at least two source_models, e.g. source_models=[enet,erfnet]")
     sources = [[m] for m in models] + [models]
     out = Path(cfg.paths.output_dir)
     rows, asr = [], []
     for src in sources:
         sub = copy.deepcopy(cfg)
         name = "+".join(src)
+        OmegaConf.update(sub, "task", "attack")
         OmegaConf.update(sub, "source_models", src)
         OmegaConf.update(sub, "eval_models", models)
         OmegaConf.update(sub, "paths.output_dir", str(out / name))

@@ -1,6 +1,7 @@
 """Datamodules (CamVid, Cityscapes, synthetic) sharing one dataset class and its checks."""
 
-from .base import IGNORE_INDEX, SegmentationDataModule, SegmentationDataset
+from ..labels import IGNORE_INDEX
+from .base import SegmentationDataModule, SegmentationDataset
 from .camvid import CamVidDataModule
 from .cityscapes import CityscapesDataModule
 from .synthetic import SyntheticDataModule

@@ -1,7 +1,7 @@
 """Shared dataset and datamodule for (image, label) PNG pairs.
 
 Every sample is ``(image, label)``: image float32 (3, H, W) in [0, 1]; label int64 (H, W) with
-class ids in [0, num_classes) and ``IGNORE_INDEX`` (255) for void (DESIGN invariants 1 and 2).
+class ids in [0, num_classes) and ``IGNORE_INDEX`` (255) for void (docs/design.md, "Data").
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError
+from ..labels import IGNORE_INDEX
+from .transforms import eval_transform, train_transform
 
-IGNORE_INDEX = 255
 _INVALID = 254  # marks label values that no class maps to (checked after the look-up table)
 
 
@@ -154,8 +155,6 @@ class SegmentationDataModule(L.LightningDataModule):
     # --- shared ------------------------------------------------------------------------------
     def dataset(self, split: str, train: bool | None = None) -> Dataset:
         """The samples of ``split``; augmented when ``train`` (default: split == 'train')."""
-        from .transforms import eval_transform, train_transform
-
         train = (split == "train") if train is None else train
         augment = train and self.augment
         if augment:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import IGNORE_INDEX, SegmentationDataModule, label_lut, pair_by_name
-from .classes import CAMVID_CLASSES, CAMVID_PALETTE
+from ..labels import CAMVID_CLASSES, CAMVID_PALETTE, IGNORE_INDEX
+from .base import SegmentationDataModule, label_lut, pair_by_name
 
 
 class CamVidDataModule(SegmentationDataModule):

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import IGNORE_INDEX, SegmentationDataModule, label_lut, pair_by_name
-from .classes import (CITYSCAPES_CLASSES, CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_NUM_LABEL_IDS,
-                      CITYSCAPES_PALETTE)
+from ..labels import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_ID_TO_TRAINID,
+    CITYSCAPES_NUM_LABEL_IDS,
+    CITYSCAPES_PALETTE,
+    IGNORE_INDEX,
+)
+from .base import SegmentationDataModule, label_lut, pair_by_name
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import IGNORE_INDEX, SegmentationDataModule
-from .classes import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE
+from ..labels import IGNORE_INDEX, SYNTHETIC_CLASSES, SYNTHETIC_PALETTE
+from .base import SegmentationDataModule
 
 SKY, BUILDING, ROAD, TREE, CAR = range(5)
 MIN_SIZE = 16  # smallest height and width make_scene can draw

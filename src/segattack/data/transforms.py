@@ -5,7 +5,7 @@ from __future__ import annotations
 import albumentations as A
 import cv2
 
-from ..data.base import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 
 
 def train_transform(size: tuple[int, int], crop: tuple[int, int] | None,

@@ -1,4 +1,4 @@
-"""torchmetrics ``Metric``s for segmentation quality and attack effect (DESIGN "Metrics")."""
+"""torchmetrics ``Metric``s for segmentation quality and attack effect (docs/design.md, "Metrics")."""
 
 from .attack import AttackRates, JointRates, PerturbationSize
 from .iou import SegmentationIoU

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from ..labels import IGNORE_INDEX
+
 
 def _success(pred: torch.Tensor, target: torch.Tensor, goal: torch.Tensor | None,
              targeted: bool) -> torch.Tensor:
@@ -33,7 +35,7 @@ def _rate(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 class AttackRates(Metric):
-    """Per-model attack rates over the attacked area A (DESIGN "Metrics").
+    """Per-model attack rates over the attacked area A (docs/design.md, "Metrics").
 
     Pixels with target ``ignore_index`` count nowhere; a rate with no pixel to count is 0.0.
 
@@ -54,7 +56,7 @@ class AttackRates(Metric):
 
     full_state_update = False
 
-    def __init__(self, targeted: bool = False, ignore_index: int = 255, **kwargs):
+    def __init__(self, targeted: bool = False, ignore_index: int = IGNORE_INDEX, **kwargs):
         super().__init__(**kwargs)
         self.targeted = targeted
         self.ignore_index = ignore_index
@@ -103,7 +105,7 @@ class JointRates(Metric):
 
     full_state_update = False
 
-    def __init__(self, targeted: bool = False, ignore_index: int = 255, **kwargs):
+    def __init__(self, targeted: bool = False, ignore_index: int = IGNORE_INDEX, **kwargs):
         super().__init__(**kwargs)
         self.targeted = targeted
         self.ignore_index = ignore_index

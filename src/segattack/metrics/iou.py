@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from ..labels import IGNORE_INDEX
+
 
 class SegmentationIoU(Metric):
     """Per-class and mean IoU (``tp / (tp + fp + fn)``) over pixels whose target is a class.
@@ -22,7 +24,7 @@ class SegmentationIoU(Metric):
 
     full_state_update = False
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, **kwargs):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.ignore_index = ignore_index

@@ -1,4 +1,4 @@
-"""Normalisation inside the model, so every caller passes [0, 1] images (DESIGN invariant 1)."""
+"""Normalisation inside the model, so every caller passes [0, 1] images (docs/design.md, "Data")."""
 
 from __future__ import annotations
 

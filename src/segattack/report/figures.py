@@ -2,7 +2,7 @@
 
 Figures are drawn with matplotlib's object API on an Agg canvas, never through pyplot: the
 process-wide backend and pyplot's figure registry stay untouched, and a figure is freed as soon
-as its function returns (there is nothing to close). PNGs are written atomically (invariant 8).
+as its function returns (there is nothing to close). PNGs are written atomically (docs/design.md, "Outputs").
 """
 
 from __future__ import annotations
@@ -21,20 +21,13 @@ from matplotlib.patheffects import Normal, Stroke
 from matplotlib.ticker import PercentFormatter
 
 from ..io import atomic_write
+from ..labels import IGNORE_INDEX, colorize
 from .metrics_json import check_transfer
 
-IGNORE_INDEX = 255
 CHANGED_RGB = (0.85, 0.1, 0.1)
 AREA_STYLE = ({"colors": "black", "linewidths": 2.6}, {"colors": "yellow", "linewidths": 1.2})
 PANEL_WIDTH = 3.2  # inches per image panel
 DPI = 100
-
-
-def colorize(label: torch.Tensor, palette: Sequence[Sequence[int]]) -> torch.Tensor:
-    """(H, W) class ids -> (H, W, 3) float RGB in [0, 1]; ignored/unknown ids are black."""
-    lut = torch.zeros(256, 3)
-    lut[: len(palette)] = torch.tensor(palette, dtype=torch.float32) / 255
-    return lut[label.long().clamp(0, 255)]
 
 
 def _save(fig: Figure, path: str | Path) -> Path:

@@ -1,4 +1,4 @@
-"""``metrics.json`` and ``transfer.json``: schema checks and atomic writes (DESIGN "metrics.json")."""
+"""``metrics.json`` and ``transfer.json``: schema checks and atomic writes (docs/design.md, "metrics.json")."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data.base import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 from ..metrics.iou import SegmentationIoU
 
 

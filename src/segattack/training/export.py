@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning as L
 
-from ..models.weights import save_weights
+from ..files.weights import save_weights
 
 
 class ExportBestWeights(L.Callback):

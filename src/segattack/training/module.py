@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.base import IGNORE_INDEX
 from ..errors import ConfigError
+from ..labels import IGNORE_INDEX, colorize
 from ..metrics.iou import SegmentationIoU
 
 
@@ -101,15 +101,13 @@ class SegmentationModule(L.LightningModule):
         log_image = getattr(self.logger, "log_image", None)
         if log_image is None or self.palette is None or self.trainer.sanity_checking:
             return
-        from ..report.figures import colorize
-
         rows = [torch.cat([img.permute(1, 2, 0).float(), colorize(t, self.palette), colorize(p, self.palette)], 1)
                 for img, t, p in zip(x.cpu(), y.cpu(), pred.cpu())]
         log_image(key="val/overlays", images=[r.numpy() for r in rows], step=self.global_step,
                   caption=["image | ground truth | prediction"] * len(rows))
 
     # Lightning's checkpoints hold no random state: without these two hooks a resumed run draws
-    # other shuffles and dropout masks than an uninterrupted one (DESIGN invariant 10).
+    # other shuffles and dropout masks than an uninterrupted one (docs/design.md, "Resuming").
     def on_save_checkpoint(self, checkpoint):
         checkpoint["torch_rng_state"] = torch.get_rng_state()
 

@@ -12,8 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import load_group_option
 from ..errors import ConfigError
+from ..files.weights import load_weights
 from ..models import NormalizedModel, create_model
-from ..models.weights import load_weights, resume_checkpoint, safe_load_kwargs
+from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
 from .class_weights import class_weights
 from .export import ExportBestWeights
 from .module import SegmentationModule
@@ -25,7 +26,7 @@ def build_trainer(cfg: DictConfig, name: str, ckpt_dir: Path, export: ExportBest
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor="val/miou", mode="max",
         save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    logger = instantiate(cfg.logger, name=name) if cfg.get("logger") else False
+    logger = build_logger(cfg, name)
     extra = {}
     if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg.trainer.get("accelerator", "auto")):
         log.warning("sync_batchnorm needs CUDA: off for accelerator=%s", cfg.trainer.get("accelerator"))
@@ -42,7 +43,7 @@ def _uses_cuda(accelerator) -> bool:
 def train_one(cfg: DictConfig, name: str) -> dict:
     """Train one architecture; return its best val mIoU and the paths of its outputs."""
     model_cfg = load_group_option(cfg, "model", name)
-    L.seed_everything(cfg.seed, workers=True)
+    prepare_run(cfg)
     dm = instantiate(cfg.data)
     init = (cfg.get("init_weights") or {}).get(name)
     if init:  # fine-tune from a weights file (e.g. continue the shipped model in a new session)
@@ -71,8 +72,6 @@ def train_one(cfg: DictConfig, name: str) -> dict:
 
 def train(cfg: DictConfig) -> list[dict]:
     """Train ``cfg.models`` in order (e.g. ``[enet, erfnet]``)."""
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
     models = list(cfg.models)
     if not models:
         raise ConfigError("models is empty: name at least one architecture, e.g. models=[enet]")

@@ -1,4 +1,13 @@
-"""Class names and colour palettes of the supported data sets."""
+"""Labels: the ignore value, class names, colour palettes and colour-coding of label maps.
+
+A leaf module (torch only): data, training, attacks and report all import it, it imports none
+of them.
+"""
+
+import torch
+
+# Void / unlabelled pixels: skipped by every loss and metric (docs/design.md, "Data").
+IGNORE_INDEX = 255
 
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign_symbol",
                   "fence", "car", "pedestrian", "bicyclist")
@@ -22,3 +31,10 @@ CITYSCAPES_NUM_LABEL_IDS = 34  # labelIds 0..33; anything else in a label PNG is
 
 SYNTHETIC_CLASSES = ("sky", "building", "road", "tree", "car")
 SYNTHETIC_PALETTE = ((70, 130, 180), (128, 0, 0), (128, 64, 128), (107, 142, 35), (0, 0, 142))
+
+
+def colorize(label: torch.Tensor, palette) -> torch.Tensor:
+    """(H, W) class ids -> (H, W, 3) float RGB in [0, 1]; ignored/unknown ids are black."""
+    lut = torch.zeros(256, 3)
+    lut[: len(palette)] = torch.tensor(palette, dtype=torch.float32) / 255
+    return lut[label.long().clamp(0, 255)]

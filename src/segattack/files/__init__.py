@@ -1,0 +1,1 @@
+"""The project's file formats: safetensors with JSON metadata (weights, perturbations)."""
