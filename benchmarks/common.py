@@ -263,9 +263,11 @@ def attack_spec(method: str, eps: float, steps: int, mode: str, sources: Sequenc
     from segattack.attacks.spec import build_attack_spec
     from segattack.config import compose_config
 
-    cfg = compose_config(ROOT, "attack", [f"attack={method}", f"eps={eps!r}", f"attack.steps={steps}",
-                                          f"mode={mode}", "region=full", f"seed={seed}",
-                                          f"source_models=[{','.join(sources)}]", *overrides])
+    chosen = any(o.startswith(("attack=", "experiment=")) for o in overrides)  # overrides pick it
+    cfg = compose_config(ROOT, "attack", [*([] if chosen else [f"attack={method}"]), f"eps={eps!r}",
+                                          "region=full", f"mode={mode}", f"seed={seed}",
+                                          f"source_models=[{','.join(sources)}]", *overrides,
+                                          f"attack.steps={steps}"])
     return build_attack_spec(cfg, image_size, num_classes)
 
 

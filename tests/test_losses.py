@@ -2,13 +2,22 @@
 
 import math
 
+import pytest
 import torch
 
-from segattack.attacks.losses import masked_mean, model_loss
+from segattack.attacks.losses import (
+    LOSSES,
+    jensen_shannon,
+    margin,
+    model_loss,
+    per_image_mean,
+)
 
 
-def test_masked_mean_of_an_empty_mask_is_zero():
-    assert masked_mean(torch.ones(2, 3), torch.zeros(2, 3, dtype=torch.bool)) == 0
+def test_per_image_mean_of_an_empty_mask_is_zero():
+    values = torch.ones(2, 3)
+    mask = torch.tensor([[False] * 3, [True, False, True]])
+    assert per_image_mean(values, mask).tolist() == [0.0, 1.0]
 
 
 def test_untargeted_loss_is_minus_the_mean_cross_entropy_in_the_area():
@@ -39,3 +48,67 @@ def test_ce_max_stops_the_gradient_of_pixels_pushed_past_the_cap():
     model_loss(logits, labels, area, ce_max=4.0).backward()
     assert logits.grad[0, :, 0, 0].abs().max() == 0   # capped: no more pull
     assert logits.grad[0, :, 0, 1].abs().max() > 0    # still pulled
+
+
+# Two pixels, 3 classes, label 0 everywhere. Pixel 0 is still right (logits 2, 0, 0), pixel 1 is
+# already fooled (logits 0, 3, 0): CE = log(sum_j e^z_j) - z_0 at each.
+LOGITS = torch.tensor([[[[2.0, 0.0]], [[0.0, 3.0]], [[0.0, 0.0]]]])  # (1, 3, 1, 2)
+LABELS = torch.zeros(1, 1, 2, dtype=torch.long)
+AREA = torch.ones(1, 1, 2, dtype=torch.bool)
+CE0 = math.log(1 + 2 * math.exp(-2))           # right pixel
+CE1 = math.log(2 + math.exp(3))                # fooled pixel
+
+
+def loss_of(name, **kw):
+    return model_loss(LOGITS, LABELS, AREA, loss=name, **kw).item()
+
+
+def test_masked_ce_pulls_only_pixels_not_yet_fooled():
+    assert loss_of("ce") == pytest.approx(-(CE0 + CE1) / 2, rel=1e-5)
+    assert loss_of("masked_ce") == pytest.approx(-CE0 / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("step, steps", [(0, 10), (5, 10), (10, 10)])
+def test_segpgd_weights_fooled_pixels_by_lambda_t(step, steps):
+    lam = step / (2 * steps)
+    expected = -((1 - lam) * CE0 + lam * CE1) / 2
+    assert loss_of("segpgd", step=step, steps=steps) == pytest.approx(expected, rel=1e-5)
+
+
+def test_cospgd_weights_each_pixel_by_its_cosine_to_the_label():
+    p = LOGITS.softmax(1)[0, :, 0]  # (3, 2)
+    cos = p[0] / p.norm(dim=0)
+    expected = -(cos[0] * CE0 + cos[1] * CE1).item() / 2
+    assert loss_of("cospgd") == pytest.approx(expected, rel=1e-5)
+
+
+def test_js_is_zero_at_the_one_hot_label_and_bounded_by_ln2():
+    sure = torch.zeros(1, 3, 1, 1)
+    sure[0, 0] = 50.0
+    assert jensen_shannon(sure, torch.zeros(1, 1, 1, dtype=torch.long)).item() == pytest.approx(0, abs=1e-6)
+    wrong = torch.zeros(1, 3, 1, 1)
+    wrong[0, 1] = 50.0
+    assert jensen_shannon(wrong, torch.zeros(1, 1, 1, dtype=torch.long)).item() == pytest.approx(math.log(2), rel=1e-4)
+
+
+def test_margin_stops_at_the_decision_boundary():
+    assert margin(LOGITS, LABELS)[0, 0].tolist() == [-2.0, 3.0]
+    # untargeted: the fooled pixel (margin 3 > 0) is capped at 0 and pulls no more
+    assert loss_of("margin") == pytest.approx(-(-2.0 + 0.0) / 2)
+    # targeted to class 1: pixel 1 is done (capped at 0), pixel 0 has max_other - z_1 = 2 - 0
+    goal = torch.ones(1, 1, 2, dtype=torch.long)
+    assert model_loss(LOGITS, LABELS, AREA, goal=goal, loss="margin").item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_every_loss_pulls_towards_success(name):
+    """One gradient step on the logits lowers the label's probability (untargeted) and raises
+    the goal's (targeted), for every loss."""
+    for goal in (None, torch.full((1, 1, 2), 2)):
+        logits = LOGITS.clone().requires_grad_(True)
+        model_loss(logits, LABELS, AREA, goal=goal, loss=name, step=1, steps=4).sum().backward()
+        moved = (LOGITS - 0.1 * logits.grad.sign()).softmax(1)
+        before = LOGITS.softmax(1)
+        cls = 0 if goal is None else 2
+        change = (moved[0, cls] - before[0, cls])[0, 0]  # pixel 0 is not done for either goal
+        assert (change < 0) if goal is None else (change > 0), (name, goal)

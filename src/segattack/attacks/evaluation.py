@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from ..metrics import AttackRates, JointRates, PerturbationSize, SegmentationIoU
 
@@ -27,6 +28,7 @@ class AttackEvaluation(nn.Module):
         self.rates = nn.ModuleDict({m: AttackRates(targeted) for m in self.eval_models})
         self.joint = JointRates(targeted)
         self.size = PerturbationSize()
+        self.steps_used = MeanMetric()  # per image, per-image attacks only
         self.num_figures = num_figures
         self.figure_samples: list[dict] = []
 
@@ -55,4 +57,6 @@ class AttackEvaluation(nn.Module):
                             "adv_miou": float(self.adv_iou[m].compute()["miou"]), **rates}
         return {"per_model": per_model,
                 "joint": {k: float(v) for k, v in self.joint.compute().items()},
-                "perturbation": {k: float(v) for k, v in self.size.compute().items()}}
+                "perturbation": {k: float(v) for k, v in self.size.compute().items()},
+                **({"steps_per_image": float(self.steps_used.compute())}
+                   if self.steps_used.update_count else {})}

@@ -1,35 +1,127 @@
-"""The per-image optimisation loop: a fresh ``w`` per batch, ``steps`` updates of its own optimiser."""
+"""The per-image optimisation loop: a fresh ``w`` per batch, ``steps`` updates of its own optimiser.
+
+Per image it keeps the best iterate seen (the most pixels of the area fooled on every attacked
+model at once) and the batch stops early once every valid pixel of every image is fooled on every
+model. Nothing in the loop waits on a host sync except that one "all done?" check per step.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
+from ..labels import IGNORE_INDEX
 from .objective import JointObjective
 from .perturbation import Perturbation
 from .spec import AttackSpec
 
 
+def schedule_factor(name: str, step: int, steps: int) -> float:
+    """Step-size multiplier at ``step`` of ``steps``: constant 1; cosine from 1 to 0; step decay
+    x0.1 at 50% and again at 75% of the steps."""
+    if name == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / steps))
+    if name == "step":
+        return 0.1 ** ((step >= steps // 2) + (step >= (3 * steps) // 4))
+    return 1.0
+
+
+class BestIterate:
+    """Per image: the ``w`` with the most successful pixels seen so far, and whether all are.
+
+    Args:
+        w: the starting variable (B, ...). valid: (B, H, W) bool, the pixels that count.
+    """
+
+    def __init__(self, w: torch.Tensor, valid: torch.Tensor):
+        self.valid = valid
+        self.total = valid.flatten(1).sum(1)
+        self.w = w.detach().clone()
+        self.count = torch.full_like(self.total, -1)
+        self.steps_used = torch.full_like(self.total, -1)
+
+    def update(self, w: torch.Tensor, success: torch.Tensor, step: int) -> torch.Tensor:
+        """Record ``w`` (whose per-pixel success on every model is ``success``); returns done (B,)."""
+        count = (success & self.valid).flatten(1).sum(1)
+        better = count > self.count
+        self.w = torch.where(better.view(-1, *[1] * (w.dim() - 1)), w.detach(), self.w)
+        self.count = torch.maximum(count, self.count)
+        done = self.count >= self.total
+        self.steps_used = torch.where(done & (self.steps_used < 0), step, self.steps_used)
+        return done
+
+
+@dataclass
+class PerImageResult:
+    """x_adv (B, 3, H, W); count: (B,) successful pixels of it; steps_used: (B,) updates until
+    every valid pixel of the area was fooled (the step budget where never)."""
+
+    x_adv: torch.Tensor
+    count: torch.Tensor
+    steps_used: torch.Tensor
+
+
 def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation: Perturbation,
                        x, y, clean, mask, placement, area, goal,
-                       generator: torch.Generator) -> torch.Tensor:
-    """Optimise a perturbation for the batch ``(x, y)``; returns its final ``w`` (detached).
-
-    ``mask``/``placement`` say where delta may be non-zero, ``area`` where success counts. A
-    non-finite loss stops the run (no garbage results), checked once after the loop: no host
-    sync inside it.
+                       generator: torch.Generator) -> PerImageResult:
+    """Optimise a perturbation for the batch ``(x, y)``: the best iterate (``spec.best``) or the
+    last one. ``mask``/``placement`` say where delta may be non-zero, ``area`` where success
+    counts. A non-finite loss stops the run (no garbage results), checked once after the loop.
     """
-    w = perturbation.initial_w(x.shape, generator).requires_grad_(True)
+    bounds = perturbation.feasible_bounds(x)
+    w = perturbation.initial_w(x.shape, generator)
+    perturbation.project_(w, bounds)
+    w.requires_grad_(True)
     opt = spec.optimizer([w])
+    base_lr = [g["lr"] for g in opt.param_groups]
+    tracker = BestIterate(w, area & (y != IGNORE_INDEX))
     first_bad = torch.tensor(-1)
+    step = 0
     with torch.enable_grad():
         for step in range(spec.steps):
             opt.zero_grad(set_to_none=True)
             x_adv, delta = perturbation.adversarial(x, w, mask, placement)
-            loss = objective.backward(x_adv, y, area, goal, clean, delta)
-            opt.step()
-            perturbation.project_(w)
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), torch.tensor(step), first_bad)
+            loss, preds = objective.backward(x_adv, y, area, goal, clean, delta, step, spec.steps)
+            done = tracker.update(w, objective.success(preds, y, goal), step)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss).all(), torch.tensor(step), first_bad)
+            if spec.early_stop and bool(done.all()):
+                break
+            factor = schedule_factor(spec.schedule, step, spec.steps)
+            for group, lr in zip(opt.param_groups, base_lr):
+                group["lr"] = lr * factor
+            opt.step(loss) if getattr(opt, "wants_loss", False) else opt.step()
+            perturbation.project_(w, bounds)
+        else:  # the last update has not been scored yet
+            step = spec.steps
+            with torch.no_grad():
+                x_adv, _ = perturbation.adversarial(x, w, mask, placement)
+                preds = objective.predict(x_adv, objective.source_models)
+            tracker.update(w, objective.success(preds, y, goal), step)
     if first_bad.item() >= 0:
         raise FloatingPointError(f"attack loss became non-finite at step {first_bad.item()} "
                                  "of a per-image attack: stopping instead of writing garbage")
-    return w.detach()
+    steps_used = torch.where(tracker.steps_used < 0, spec.steps, tracker.steps_used)
+    final = tracker.w if spec.best else w.detach()
+    with torch.no_grad():
+        x_adv, _ = perturbation.adversarial(x, final, mask, placement)
+    return PerImageResult(x_adv, tracker.count, steps_used)
+
+
+def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations, x, y, clean,
+                      mask, placement, area, goal, generator) -> PerImageResult:
+    """Each member attack in turn; per image, the adversarial image with the most success."""
+    best = None
+    for member, perturbation in zip(spec.members, perturbations):
+        objective.spec = member  # the member's loss settings
+        r = optimise_per_image(member, objective, perturbation, x, y, clean, mask, placement, area,
+                               goal, generator)
+        if best is None:
+            best = r
+            continue
+        better = r.count > best.count
+        best = PerImageResult(torch.where(better.view(-1, 1, 1, 1), r.x_adv, best.x_adv),
+                              torch.maximum(r.count, best.count), best.steps_used + r.steps_used)
+    objective.spec = spec
+    return best

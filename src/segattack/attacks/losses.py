@@ -1,6 +1,28 @@
-"""Attack losses (to minimise): per-model terms and their weighted joint sum."""
+"""Attack losses (to minimise), one registry: ``attack.loss`` names one of ``LOSSES``.
+
+Every loss is built from a per-pixel term ``ell(logits, t)`` that grows as the prediction moves
+away from class ``t``, and a per-pixel weight:
+
+- untargeted (``t`` = the label): minimise ``-mean(w * ell)``, i.e. push pixels off their label;
+- targeted (``t`` = the goal): minimise ``mean(w * ell)``, i.e. pull pixels to their goal.
+
+A pixel is *done* when the attack already succeeds there (untargeted: ``pred != label``;
+targeted: ``pred == goal``). The mean is per image, over its valid pixels of the area A, and the
+per-image values are returned (B,), so a batch of images is a batch of independent attacks.
+
+| loss | ell | weight |
+|---|---|---|
+| ``ce`` | cross-entropy (capped at ``ce_max`` when set, untargeted) | 1 |
+| ``masked_ce`` | cross-entropy | 1 on pixels not yet done, 0 on done ones |
+| ``segpgd`` | cross-entropy | ``1 - lambda_t`` not done, ``lambda_t`` done; ``lambda_t = t / 2T`` (Gu et al. 2022) |
+| ``cospgd`` | cross-entropy | cosine of softmax and one-hot ``t`` (untargeted), 1 - that (targeted), detached (Agnihotri et al. 2023) |
+| ``js`` | Jensen-Shannon divergence of softmax and one-hot ``t`` (bounded: done pixels stop pulling) | 1 |
+| ``margin`` | ``max_{j != t} z_j - z_t``, capped at 0 on the done side (Carlini-Wagner, kappa = 0) | 1 |
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
@@ -8,38 +30,82 @@ from torch.nn import functional as F
 from ..labels import IGNORE_INDEX
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over ``mask`` (0 when the mask is empty, never NaN)."""
+def per_image_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) mean of ``values`` over each image's ``mask`` (0 when it is empty, never NaN)."""
     m = mask.to(values.dtype)
-    return (values * m).sum() / m.sum().clamp(min=1)
+    return (values * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
+
+
+def _safe(t: torch.Tensor) -> torch.Tensor:
+    """Ignored pixels get class 0 for the arithmetic; they are masked out of every mean."""
+    return torch.where(t == IGNORE_INDEX, 0, t)
+
+
+def cross_entropy(logits, t):
+    return F.cross_entropy(logits, t, ignore_index=IGNORE_INDEX, reduction="none")
+
+
+def jensen_shannon(logits, t):
+    """JS(softmax(logits) || onehot(t)) per pixel, in nats (at most ln 2)."""
+    p = logits.float().softmax(1)
+    q = F.one_hot(_safe(t), logits.shape[1]).permute(0, 3, 1, 2).to(p.dtype)
+    m = 0.5 * (p + q)
+    kl_pm = (p * (p.clamp(min=1e-12).log() - m.clamp(min=1e-12).log())).sum(1)
+    kl_qm = (q * (q.clamp(min=1e-12).log() - m.clamp(min=1e-12).log())).sum(1)
+    return 0.5 * (kl_pm + kl_qm)
+
+
+def margin(logits, t):
+    """``max_{j != t} z_j - z_t`` per pixel: > 0 where the prediction is not ``t``."""
+    t = _safe(t)
+    z_t = logits.gather(1, t[:, None])[:, 0]
+    others = logits.scatter(1, t[:, None], float("-inf"))
+    return others.amax(1) - z_t
+
+
+def cosine_to_onehot(logits, t):
+    p = logits.float().softmax(1)
+    return p.gather(1, _safe(t)[:, None])[:, 0] / p.norm(dim=1).clamp(min=1e-12)
+
+
+TERMS: dict[str, Callable] = {"ce": cross_entropy, "masked_ce": cross_entropy,
+                              "segpgd": cross_entropy, "cospgd": cross_entropy,
+                              "js": jensen_shannon, "margin": margin}
+LOSSES = tuple(TERMS)
 
 
 def model_loss(logits: torch.Tensor, labels: torch.Tensor, area: torch.Tensor,
                goal: torch.Tensor | None = None, keep: torch.Tensor | None = None,
-               keep_weight: float = 0.0, ce_max: float | None = None) -> torch.Tensor:
-    """The loss one model contributes.
+               keep_weight: float = 0.0, ce_max: float | None = None, loss: str = "ce",
+               step: int = 0, steps: int = 1) -> torch.Tensor:
+    """(B,) per-image loss one model contributes (to minimise).
 
-    Untargeted (``goal`` None): ``-CE(labels)`` averaged over valid pixels in A, i.e. raise the
-    cross-entropy of the true label. Targeted: ``CE(goal)`` over valid pixels in A. With
-    ``keep_weight > 0``, ``keep_weight * CE(keep)`` over valid pixels outside A keeps the clean
-    prediction ``keep`` there (less collateral). ``ce_max`` caps the untargeted per-pixel
-    cross-entropy: a pixel pushed that far stops pulling, so in a joint attack a model that is
-    already fooled no longer dominates the sum (unbounded -CE lets it).
-
-    Shape:
-        logits (B, C, H, W); labels, goal, keep (B, H, W) int64 with 255 = ignore; area (B, H, W) bool.
+    Args:
+        logits: (B, C, H, W). labels: (B, H, W) int64, 255 = ignore. area: (B, H, W) bool (A).
+        goal: targeted goal class per pixel (None = untargeted). keep: the clean prediction,
+            kept outside A with weight ``keep_weight`` (less collateral).
+        ce_max: cap of the untargeted per-pixel cross-entropy of ``loss=ce`` (None = unbounded).
+        loss: name in ``LOSSES``. step, steps: where the attack is (``segpgd``'s lambda_t).
     """
-    valid = labels != IGNORE_INDEX
-    in_area = area & valid
-    if goal is None:
-        ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")
-        if ce_max is not None:
-            ce = ce.clamp(max=ce_max)
-        loss = -masked_mean(ce, in_area)
-    else:
-        ce = F.cross_entropy(logits, goal, ignore_index=IGNORE_INDEX, reduction="none")
-        loss = masked_mean(ce, in_area)
+    targeted = goal is not None
+    t = goal if targeted else labels
+    in_area = area & (labels != IGNORE_INDEX)
+    ell = TERMS[loss](logits, t)
+    if loss == "margin":  # kappa = 0: a pixel past the boundary stops pulling
+        ell = ell.clamp(min=0) if targeted else ell.clamp(max=0)
+    elif loss == "ce" and ce_max is not None and not targeted:
+        ell = ell.clamp(max=ce_max)
+    if loss in ("masked_ce", "segpgd"):
+        pred = logits.argmax(1)
+        done = pred == t if targeted else pred != t
+        lam = 0.0 if loss == "masked_ce" else step / (2 * max(steps, 1))
+        ell = ell * torch.where(done, lam, 1.0 - lam)
+    elif loss == "cospgd":
+        cos = cosine_to_onehot(logits, t).detach()
+        ell = ell * ((1 - cos) if targeted else cos)
+    value = per_image_mean(ell, in_area)
+    value = value if targeted else -value
     if keep_weight > 0 and keep is not None:
-        ce_keep = F.cross_entropy(logits, keep, ignore_index=IGNORE_INDEX, reduction="none")
-        loss = loss + keep_weight * masked_mean(ce_keep, ~area & valid)
-    return loss
+        value = value + keep_weight * per_image_mean(cross_entropy(logits, keep), ~area & (labels != IGNORE_INDEX))
+    return value
+

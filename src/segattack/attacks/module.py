@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .evaluation import AttackEvaluation
-from .loop import optimise_per_image
+from .loop import PerImageResult, optimise_ensemble, optimise_per_image
 from .objective import JointObjective, batch_asr
 from .perturbation import Perturbation
 from .spec import AttackSpec
@@ -39,6 +39,8 @@ class PerturbationModule(L.LightningModule):
         self.spec = spec
         self.objective = JointObjective(self.models, spec)
         self.perturbation = Perturbation(spec.noise_function, spec.eps, spec.init, spec.region)
+        self.member_perturbations = [Perturbation(m.noise_function, m.eps, m.init, m.region)
+                                     for m in spec.members]
         self.generator = torch.Generator().manual_seed(spec.seed)
         shape = (1, 3, *(spec.region.patch_size(spec.image_size) if self.universal else spec.image_size))
         # Per-image runs never use this w: no draw from the generator, so their starts do not shift.
@@ -78,7 +80,7 @@ class PerturbationModule(L.LightningModule):
         rmask, placement = self.region_of(y)
         x_adv, delta = self.perturbation.adversarial(x, self.w, rmask, placement)
         area, goal = self.area(y, rmask), objective.goal(y)
-        loss, logits = objective.loss(x_adv, y, area, goal, clean, delta)
+        loss, logits = objective.loss(x_adv, y, area, goal, clean, delta, self.global_step, self.spec.steps)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"attack loss is {loss.item()} at step {self.global_step}: "
                                      "stopping instead of writing garbage results")
@@ -118,16 +120,25 @@ class PerturbationModule(L.LightningModule):
         clean = objective.predict(x, self.spec.eval_models)
         rmask, placement = self.region_of(y)
         area, goal = self.area(y, rmask), objective.goal(y)
-        w = self.w if self.universal else optimise_per_image(
-            self.spec, objective, self.perturbation, x, y, clean, rmask, placement, area, goal,
-            self.generator)
-        with torch.no_grad():
-            x_adv, _ = self.perturbation.adversarial(x, w, rmask, placement)
+        if self.universal:
+            with torch.no_grad():
+                x_adv, _ = self.perturbation.adversarial(x, self.w, rmask, placement)
+        else:
+            result = self.attack_batch(x, y, clean, rmask, placement, area, goal)
+            x_adv = result.x_adv
+            self.evaluation.steps_used.update(result.steps_used.float())
         adv = objective.predict(x_adv, self.spec.eval_models)
         self.evaluation.update(x, x_adv, y, area, goal, clean, adv)
         k = objective.source_models[0]
         self.log(f"asr_{k}", batch_asr(adv[k], y, area, goal), prog_bar=True, on_step=True,
                  on_epoch=False, batch_size=x.shape[0])
+
+    def attack_batch(self, x, y, clean, rmask, placement, area, goal) -> PerImageResult:
+        """Per image: optimise the batch's perturbations (every member of an ensemble)."""
+        args = (x, y, clean, rmask, placement, area, goal, self.generator)
+        if self.spec.members:
+            return optimise_ensemble(self.spec, self.objective, self.member_perturbations, *args)
+        return optimise_per_image(self.spec, self.objective, self.perturbation, *args)
 
     def results(self) -> dict:
         return self.evaluation.results()

@@ -1,6 +1,8 @@
-"""Sign-gradient descent: the update of FGSM, I-FGSM and PGD as a torch optimiser."""
+"""The sign methods' updates as torch optimisers: FGSM, I-FGSM and PGD (``SignGradient``), APGD."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -30,3 +32,67 @@ class SignGradient(torch.optim.Optimizer):
                 if p.grad is not None:
                     p.add_(p.grad.sign(), alpha=-group["lr"])
         return loss
+
+
+class APGD(torch.optim.Optimizer):
+    """APGD (Croce & Hein 2020) for an L-inf ball, per image, as a torch optimiser on ``w``.
+
+    ``delta = eps * clamp(w, -1, 1)``, so ``w`` lives in [-1, 1] and the step size is in units of
+    eps (``lr`` = the paper's 2 eps). Each step: ``z = P(w - eta sign(grad))``, then momentum
+    ``w <- P(w + alpha (z - w) + (1 - alpha)(w - w_prev))`` (alpha 0.75; the first step is plain).
+    At the checkpoints ``p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``
+    of ``steps``, an image whose loss fell in fewer than ``rho`` = 75% of the steps since the last
+    checkpoint, or whose step size and best loss did not change, halves its step size and restarts
+    from its best point. ``step(loss)`` takes the (B,) per-image losses of the current ``w``
+    (this optimiser minimises them), which the attack loop passes (``wants_loss``).
+    """
+
+    wants_loss = True
+
+    def __init__(self, params, lr: float = 2.0, steps: int = 100, alpha: float = 0.75, rho: float = 0.75):
+        super().__init__(params, {"lr": lr})
+        self.steps, self.alpha, self.rho = int(steps), alpha, rho
+        marks, p = [0, 0.22], [0.0, 0.22]
+        while p[-1] < 1:
+            p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+            marks.append(p[-1])
+        self.checkpoints = sorted({math.ceil(m * self.steps - 1e-9) for m in marks if 0 < m < 1})
+
+    @torch.no_grad()
+    def step(self, loss: torch.Tensor):
+        (w,) = [p for g in self.param_groups for p in g["params"]]
+        lr = self.param_groups[0]["lr"]
+        st = self.state[w]
+        n = loss.shape[0]
+        view = (n, *[1] * (w.dim() - 1))
+        if not st:
+            st.update(k=0, eta=torch.full((n,), float(lr), device=w.device), best_loss=loss.clone(),
+                      best_w=w.detach().clone(), prev_w=w.detach().clone(), prev_loss=loss.clone(),
+                      decreases=torch.zeros(n, device=w.device), last_eta=None, last_best=None)
+            st["last_eta"], st["last_best"] = st["eta"].clone(), loss.clone()
+        k = st["k"]
+        if k > 0:  # book-keeping of the loss of the current w (reached by the previous update)
+            st["decreases"] += (loss < st["prev_loss"]).float()
+            better = loss < st["best_loss"]
+            st["best_w"] = torch.where(better.view(view), w, st["best_w"])
+            st["best_loss"] = torch.where(better, loss, st["best_loss"])
+        if k in self.checkpoints:
+            since = k - max([c for c in self.checkpoints if c < k], default=0)
+            few = st["decreases"] < self.rho * since
+            stuck = (st["last_eta"] == st["eta"]) & (st["last_best"] == st["best_loss"])
+            halve = few | stuck
+            st["last_eta"], st["last_best"] = st["eta"].clone(), st["best_loss"].clone()
+            st["eta"] = torch.where(halve, st["eta"] / 2, st["eta"])
+            w.copy_(torch.where(halve.view(view), st["best_w"], w))
+            st["decreases"].zero_()
+        eta = st["eta"].view(view)
+        z = (w - eta * w.grad.sign()).clamp(-1, 1)
+        current = w.detach().clone()
+        if k == 0:
+            new = z
+        else:
+            new = w + self.alpha * (z - w) + (1 - self.alpha) * (w - st["prev_w"])
+        st["prev_w"], st["prev_loss"] = current, loss.clone()
+        w.copy_(new.clamp(-1, 1))
+        st["k"] = k + 1
+        return None

@@ -2,6 +2,12 @@
 
 ``Perturbation.adversarial`` is the one place an adversarial image is made from ``(x, w)``: the
 universal fit, the per-image loop and the evaluation all call it.
+
+``x + delta`` stays in [0, 1] without losing gradients (docs/design.md, "Attacks"): a per-image
+``w`` is projected after every update onto the box where ``x + eps f(w)`` is a valid image, so the
+clamp never bites; a universal ``w`` serves many images, so there the clamp is passed straight
+through (its value is the clamp, its gradient the identity). Either way no pixel is frozen by a
+zero gradient of the clamp.
 """
 
 from __future__ import annotations
@@ -12,6 +18,13 @@ import torch
 
 from .noise import NoiseFunction
 from .regions import Region
+
+
+def clamp_straight_through(v: torch.Tensor) -> torch.Tensor:
+    """``clamp(v, 0, 1)`` in value, identity in gradient."""
+    if not v.requires_grad:
+        return v.clamp(0, 1)
+    return v + (v.clamp(0, 1) - v).detach()
 
 
 class Perturbation:
@@ -38,9 +51,22 @@ class Perturbation:
 
     def adversarial(self, x: torch.Tensor, w: torch.Tensor, mask: torch.Tensor, placement
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x_adv, delta)``: ``x_adv = clamp(x + delta, 0, 1)``."""
+        """``(x_adv, delta)``: ``x_adv = clamp(x + delta, 0, 1)`` (gradient passed through)."""
         delta = self.delta(w, mask, placement)
-        return (x + delta).clamp(0, 1), delta
+        return clamp_straight_through(x + delta), delta
 
-    def project_(self, w: torch.Tensor) -> None:
+    def feasible_bounds(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bounds on a per-image ``w`` (shaped like ``x``) that keep ``x + eps f(w)`` in [0, 1];
+        -inf/inf where only the eps ball binds."""
+        lo = (-x / self.eps).clamp(min=-1)
+        hi = ((1 - x) / self.eps).clamp(max=1)
+        inf = torch.tensor(float("inf"))
+        return (torch.where(lo > -1, self.noise.inverse(lo), -inf),
+                torch.where(hi < 1, self.noise.inverse(hi), inf))
+
+    @torch.no_grad()
+    def project_(self, w: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Keep ``w`` in the noise function's range and, given ``feasible_bounds``, in the box."""
         self.noise.project_(w)
+        if bounds is not None:
+            w.clamp_(*bounds)

@@ -9,20 +9,27 @@ limit, optimiser); the spec carries what that file says.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
 
 from ..errors import ConfigError
+from .losses import LOSSES
 from .noise import NOISE_FUNCTIONS, NoiseFunction
 from .regions import Region, build_region
 
 MODES = ("universal", "per_image")
 LABEL_SOURCES = ("gt", "clean")
 INITS = ("zeros", "uniform")  # delta = 0, or delta ~ U(-eps, eps) (PGD's random start)
+SCHEDULES = ("constant", "cosine", "step")
+BALANCES = ("sum", "normalized")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,11 @@ class AttackSpec:
         goal_map: (256,) label -> goal class look-up for targeted attacks, else None.
         label_source: ``gt`` or ``clean`` (the clean prediction stands in for the label).
         keep_weight, norm_weight, ce_max, lambdas: loss settings (``attacks/losses.py``).
+        loss: name in ``LOSSES``. balance: ``sum`` or ``normalized`` (``attacks/objective.py``).
+        schedule: step-size schedule of the per-image loop (``SCHEDULES``).
+        best: report each image's best iterate (else the last). early_stop: stop a batch once
+            every valid pixel of the area is fooled on every attacked model.
+        members: an ensemble's attacks, run one after the other per image (the worst case is kept).
     """
 
     method: str
@@ -64,6 +76,12 @@ class AttackSpec:
     lambdas: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     num_figures: int = 4
+    loss: str = "ce"
+    balance: str = "sum"
+    schedule: str = "constant"
+    best: bool = True
+    early_stop: bool = True
+    members: tuple[AttackSpec, ...] = ()
 
     @property
     def targeted(self) -> bool:
@@ -119,13 +137,50 @@ def model_names(cfg) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return sources, sources + tuple(m for m in (cfg.eval_models or []) if m not in sources)
 
 
+# What a method's own file defines; every other attack key is shared by an ensemble's members.
+METHOD_KEYS = ("method", "noise", "init", "max_steps", "optimizer", "members")
+
+
+def member_config(cfg, member) -> object:
+    """The config of one ensemble member: the ensemble's shared attack keys (targets, loss
+    settings, best iterate ...), then ``configs/attack/<member.attack>.yaml``, the ensemble's
+    step count and the member's own overrides."""
+    member = dict(member)
+    name = member.pop("attack", None)
+    folder = Path(cfg.paths.config_dir) / "attack"
+    if not isinstance(name, str) or not (folder / f"{name}.yaml").is_file() or name in ("common", "ensemble"):
+        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in ("common", "ensemble"))
+        raise ConfigError(f"attack.members: attack={name!r}: expected one of {known}")
+    own = OmegaConf.load(folder / f"{name}.yaml")
+    own.pop("defaults", None)
+    sub = copy.deepcopy(cfg)
+    with open_dict(sub):
+        shared = OmegaConf.masked_copy(cfg.attack, [k for k in cfg.attack if k not in METHOD_KEYS])
+        sub.attack = OmegaConf.merge(OmegaConf.load(folder / "common.yaml"), shared, own,
+                                     {"method": name, "steps": cfg.attack.steps}, member)
+    return sub
+
+
 def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
     """The ``AttackSpec`` of a composed attack config; every check of its keys happens here."""
     a = cfg.attack
+    if a.get("members"):
+        if cfg.mode != "per_image":
+            raise ConfigError("attack=ensemble runs per image: set mode=per_image")
+        members = tuple(build_attack_spec(member_config(cfg, m), image_size, num_classes)
+                        for m in a.members)
+        return dataclasses.replace(members[0], method=a.method, members=members,
+                                   steps=sum(m.steps for m in members))
     check_choice("mode", cfg.mode, MODES)
     check_choice("attack.noise", a.noise, sorted(NOISE_FUNCTIONS))
     check_choice("attack.init", a.init, INITS)
     check_choice("attack.label_source", a.label_source, LABEL_SOURCES)
+    check_choice("attack.loss", a.loss, LOSSES)
+    check_choice("attack.balance", a.balance, BALANCES)
+    check_choice("attack.schedule", a.schedule, SCHEDULES)
+    for key in ("best", "early_stop"):
+        if not isinstance(a[key], bool):
+            raise ConfigError(f"attack.{key}={a[key]!r}: expected true or false")
     steps = a.steps
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ConfigError(f"attack.steps={steps!r}: expected an integer >= 1")
@@ -140,16 +195,21 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
         raise ConfigError("perturbation=PATH evaluates a saved universal perturbation: set mode=universal")
     if cfg.get("task") == "transfer" and len(cfg.source_models or ()) < 2:
         raise ConfigError("task=transfer needs at least two source_models, e.g. source_models=[enet,erfnet]")
+    optimizer = instantiate(a.optimizer)
+    if cfg.mode == "universal" and getattr(getattr(optimizer, "func", None), "wants_loss", False):
+        raise ConfigError(f"attack={a.method} runs per image (its steps follow each image's loss): "
+                          "set mode=per_image")
     eps = parse_eps(cfg.eps)
     sources, evaluated = model_names(cfg)
     region = build_region(cfg.region, image_size, num_classes, cfg.seed, "region")
     area = build_region(cfg.area, image_size, num_classes, cfg.seed, "area") if cfg.area else None
     return AttackSpec(
-        method=a.method, noise=a.noise, init=a.init, optimizer=instantiate(a.optimizer), eps=eps,
+        method=a.method, noise=a.noise, init=a.init, optimizer=optimizer, eps=eps,
         steps=steps, mode=cfg.mode, region=region, area=area,
         image_size=tuple(int(v) for v in image_size), num_classes=num_classes,
         source_models=sources, eval_models=evaluated, goal_map=goal_map(a, num_classes),
         label_source=a.label_source, keep_weight=float(a.keep_weight),
         norm_weight=float(a.norm_weight), ce_max=a.ce_max,
         lambdas={k: float((a.lambdas or {}).get(k, 1.0)) for k in sources},
-        seed=cfg.seed, num_figures=cfg.num_figures)
+        seed=cfg.seed, num_figures=cfg.num_figures, loss=a.loss, balance=a.balance,
+        schedule=a.schedule, best=a.best, early_stop=a.early_stop)

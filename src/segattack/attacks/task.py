@@ -143,19 +143,25 @@ def target_fields(a) -> dict:
 def assemble_metrics(cfg, module, dm, seconds, num_images) -> dict:
     a, spec = cfg.attack, module.spec
     area = (spec.area or spec.region).describe()
-    steps_done = spec.steps * (num_images if spec.mode == "per_image" else 1)
+    results = module.results()
+    steps_per_image = results.pop("steps_per_image", None)  # early stop: fewer than spec.steps
+    steps_done = (steps_per_image or spec.steps) * (num_images if spec.mode == "per_image" else 1)
     return {
         "schema": SCHEMA_VERSION,
         "attack": {"method": spec.method, "mode": spec.mode, "eps": spec.eps, "steps": spec.steps,
+                   "loss": spec.loss, "schedule": spec.schedule, "best_iterate": spec.best,
+                   "early_stop": spec.early_stop,
+                   "members": [m.method for m in spec.members] or None,
                    "region": spec.region.describe(), "area": area, "targeted": spec.targeted,
                    **target_fields(a), "label_source": spec.label_source,
                    "loaded_perturbation": cfg.get("perturbation")},
         "source_models": list(spec.source_models),
         "data": {"name": dm.name, "fit_split": cfg.fit_split if cfg.mode == "universal" else None,
                  "eval_split": cfg.eval_split, "num_images": num_images},
-        **module.results(),
+        **results,
         "runtime": {"seconds": seconds, "images_per_second": num_images / max(seconds, 1e-9),
-                    "image_steps_per_second": steps_done / max(seconds, 1e-9)},
+                    "image_steps_per_second": steps_done / max(seconds, 1e-9),
+                    "steps_per_image": steps_per_image},
     }
 
 

@@ -1,0 +1,216 @@
+"""Attack strength: asr against steps for each contender, on ENet, ERFNet and the joint pair.
+
+Every point is its own run of ``attack.py``'s module (``PerturbationModule`` + ``Trainer.test``,
+built through the spec from the composed config), per image, untargeted, on the first CamVid val
+images sorted by name (``--data camvid``, default where ``../shared/data/CamVid`` exists; else
+the shipped sample). The reported figure is the share of valid pixels of the area wrong after
+the attack (single model: ``asr``; joint: ``asr_all``, wrong on both models at once). Seconds
+are wall time of the batches (one core is enough; compare contenders within one run).
+References: our own SegPGD (``attack=pgd attack.loss=segpgd``) and, when installed, torchattacks'
+PGD (single model, full image; ``pip install --no-deps torchattacks==3.5.1``).
+
+Sizes: default 8 images, steps 5 10 20, full image and centred box, eps 4/255 (an hour on one
+core). --full: 24 images, steps 1 2 5 10 20 50 100, eps 1 2 4 8/255 (many hours; resumable:
+finished points are kept in the JSON and skipped). --quick: 2 synthetic 96x128 images, steps 1 2.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import common as C
+import torch
+
+SCRIPT = "attack_strength"
+TARGET = 0.9
+CONTENDERS = {  # name -> overrides of configs/attack.yaml
+    "tanh CE last (paper)": ["experiment=paper_plain"],
+    "tanh (default)": ["attack=tanh"],
+    "pgd": ["attack=pgd"],
+    "segpgd (ours, reference)": ["attack=pgd", "attack.loss=segpgd", "attack.best=false",
+                                 "attack.early_stop=false"],
+    "apgd": ["attack=apgd"],
+}
+CASES = {"enet": ["enet"], "erfnet": ["erfnet"], "enet+erfnet": ["enet", "erfnet"]}
+REGIONS = {"full": ["region=full"], "box": ["region=box"]}
+
+
+def load_images(n: int, data: str, quick: bool):
+    if quick:
+        return C.images(n, quick=True)
+    from segattack.data import CamVidDataModule
+
+    root = C.ROOT.parent / "shared" / "data" / "CamVid" if data == "camvid" else C.SAMPLE
+    ds = CamVidDataModule(str(root)).dataset("val", train=False)
+    pairs = [ds[i] for i in range(min(n, len(ds)))]
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def run_point(models: dict, loader_batches, overrides, eps, steps, num_classes) -> dict:
+    from segattack.attacks.module import PerturbationModule
+
+    x = loader_batches[0][0]
+    spec = C.attack_spec("tanh", eps, steps, "per_image", list(models), x.shape[-2:], num_classes,
+                         overrides=overrides)
+    module = PerturbationModule(models, spec)
+    clock = C.step_clock()
+    C.trainer(inference_mode=False, callbacks=[clock]).test(
+        module, dataloaders=C.batch_loader(loader_batches), verbose=False)
+    res = module.results()
+    per_model = {k: res["per_model"][k]["asr"] for k in models}
+    asr = res["joint"]["asr_all"] if len(models) > 1 else next(iter(per_model.values()))
+    return {"asr": asr, "per_model": per_model, "seconds": clock.loop_s,
+            "steps_per_image": res.get("steps_per_image")}
+
+
+def torchattacks_point(model, loader_batches, eps, steps) -> dict | None:
+    try:
+        from pgd_vs_torchattacks import seg_pgd_class
+        SegPGD, _ = seg_pgd_class()
+    except SystemExit:
+        return None
+    atk = SegPGD(model, eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=True)
+    wrong = valid = 0
+    start = time.perf_counter()
+    for x, y in loader_batches:
+        torch.manual_seed(0)
+        x_adv = atk(x, y)
+        with torch.no_grad():
+            pred = model(x_adv).argmax(1)
+        v = y != C.IGNORE
+        wrong += int(((pred != y) & v).sum())
+        valid += int(v.sum())
+    return {"asr": wrong / max(valid, 1), "seconds": time.perf_counter() - start}
+
+
+def main():
+    p = C.parser(__doc__)
+    p.add_argument("--data", choices=["camvid", "sample"], default=None)
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--regions", nargs="+", default=list(REGIONS), choices=list(REGIONS))
+    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
+                   help=f"names of {list(CONTENDERS)}, or NAME=OVERRIDE,OVERRIDE... for another setting")
+    p.add_argument("--steps", nargs="+", type=int, default=None)
+    p.add_argument("--images", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=4)
+    args = p.parse_args()
+    C.setup(args, SCRIPT)
+    conf = C.settings(args, quick={"images": 2, "steps": [1, 2], "eps": [4 / 255]},
+                      default={"images": 8, "steps": [5, 10, 20], "eps": [4 / 255]},
+                      full={"images": 24, "steps": [1, 2, 5, 10, 20, 50, 100],
+                            "eps": [1 / 255, 2 / 255, 4 / 255, 8 / 255]})
+    conf["images"] = args.images or conf["images"]
+    conf["steps"] = args.steps or conf["steps"]
+    data = args.data or ("camvid" if (C.ROOT.parent / "shared" / "data" / "CamVid" / "val").is_dir() else "sample")
+    conf["data"] = "synthetic" if args.quick else data
+    x, y = load_images(conf["images"], data, args.quick)
+    num_classes = 5 if args.quick else 11
+    if args.quick:
+        from segattack.models import NormalizedModel, create_model
+        torch.manual_seed(0)
+        models = {n: NormalizedModel(create_model(n, num_classes)).eval() for n in ("enet", "erfnet")}
+        for m in models.values():
+            m.requires_grad_(False)
+    else:
+        models = {n: C.load_model(n)[0] for n in ("enet", "erfnet")}
+    loader_batches = C.batches(x, y, args.batch_size)
+    for c in args.contenders:  # NAME=override,override: a setting to try next to the named ones
+        if "=" in c.split(",")[0] and c.split("=", 1)[0] not in CONTENDERS:
+            name, overrides = c.split("=", 1)
+            CONTENDERS[name] = overrides.split(",")
+    args.contenders = [c.split("=", 1)[0] if c not in CONTENDERS else c for c in args.contenders]
+    m = C.machine()
+    print(C.machine_line(m))
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    same = {k: previous.get("settings", {}).get(k) for k in ("images", "data")} == {
+        "images": conf["images"], "data": conf["data"]}
+    points = {(r["case"], r["region"], r["contender"], r["eps"], r["steps"]): r
+              for r in previous.get("rows", []) if same}
+    for eps in conf["eps"]:
+        for region in args.regions:
+            for case in args.cases:
+                chosen = {k: models[k] for k in CASES[case]}
+                for contender in args.contenders:
+                    for steps in conf["steps"]:
+                        key = (case, region, contender, eps, steps)
+                        if key in points:
+                            continue
+                        overrides = [*CONTENDERS[contender], *REGIONS[region],
+                                     *(["region.size=[48,64]"] if args.quick and region == "box" else [])]
+                        r = run_point(chosen, loader_batches, overrides, eps, steps, num_classes)
+                        points[key] = {"case": case, "region": region, "contender": contender,
+                                       "eps": eps, "steps": steps, **r}
+                        print(f"  {case} {region} {contender} eps={eps * 255:.0f}/255 steps={steps}: "
+                              f"asr {r['asr']:.3f} ({r['seconds']:.1f} s)", flush=True)
+                        C.write_json(args.out, {"settings": conf, "machine": m, "rows": list(points.values())})
+                if len(CASES[case]) == 1 and region == "full":
+                    for steps in conf["steps"]:
+                        key = (case, region, "torchattacks PGD", eps, steps)
+                        if key not in points:
+                            r = torchattacks_point(chosen[case], loader_batches, eps, steps)
+                            if r is not None:
+                                points[key] = {"case": case, "region": region,
+                                               "contender": "torchattacks PGD", "eps": eps,
+                                               "steps": steps, **r}
+                                C.write_json(args.out, {"settings": conf, "machine": m,
+                                                        "rows": list(points.values())})
+    rows = list(points.values())
+    tables = {}
+    for eps in conf["eps"]:
+        for region in args.regions:
+            names = sorted({r["contender"] for r in rows if r["region"] == region and r["eps"] == eps},
+                           key=lambda n: list(CONTENDERS).index(n) if n in CONTENDERS else 99)
+            header = ["contender", *[f"{c} {s}" for c in args.cases for s in conf["steps"]],
+                      *[f"{c}: time to 90% (s)" for c in args.cases]]
+            body = []
+            for name in names:
+                line = [name]
+                for case in args.cases:
+                    for s in conf["steps"]:
+                        r = points.get((case, region, name, eps, s))
+                        line.append(f"{r['asr']:.1%}" if r else "")
+                for case in args.cases:
+                    hit = [points[(case, region, name, eps, s)] for s in conf["steps"]
+                           if (case, region, name, eps, s) in points
+                           and points[(case, region, name, eps, s)]["asr"] >= TARGET]
+                    line.append(C.fmt(hit[0]["seconds"], 1) if hit else "not reached")
+                body.append(line)
+            title = f"asr by steps, {region} image, eps {eps * 255:.0f}/255, {conf['images']} images ({conf['data']})"
+            tables[title] = C.markdown_table(header, body)
+    C.report(SCRIPT, args, m, conf, tables, {"rows": rows})
+    if not args.quick:
+        plot(rows, conf, Path(C.ROOT / "docs" / "figures" / "attack_strength.png"), args.cases)
+
+
+def plot(rows, conf, path: Path, cases) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    eps = 4 / 255 if 4 / 255 in conf["eps"] else conf["eps"][0]
+    regions = sorted({r["region"] for r in rows})
+    fig = Figure(figsize=(4 * len(cases), 3.2 * len(regions)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(regions), len(cases), squeeze=False)
+    for i, region in enumerate(regions):
+        for j, case in enumerate(cases):
+            ax = axes[i][j]
+            for name in sorted({r["contender"] for r in rows}):
+                pts = sorted((r["steps"], r["asr"]) for r in rows if r["case"] == case
+                             and r["region"] == region and r["contender"] == name and r["eps"] == eps)
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", label=name)
+            ax.set_xscale("log")
+            ax.set_title(f"{case}, {region}")
+            ax.set_xlabel("steps")
+            ax.set_ylabel("asr_all" if "+" in case else "asr")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""What makes attacks strong: no pixel frozen by the clamp, the best iterate kept, early stop,
+step-size schedules, APGD's step halving, the worst case of an ensemble, the loss registry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import (
+    NUM_CLASSES,
+    TRAIN_SIZE,
+    attack_spec,
+    make_module,
+    run_module,
+    synthetic,
+    tiny_model,
+)
+
+from segattack.attacks.loop import BestIterate, schedule_factor
+from segattack.attacks.noise import NOISE_FUNCTIONS
+from segattack.attacks.optim import APGD
+from segattack.attacks.perturbation import Perturbation
+from segattack.attacks.regions import FullRegion
+from segattack.errors import ConfigError
+
+EPS = 8 / 255
+
+
+def saturated_batch():
+    """Images whose pixels are mostly at 0 or 1, where a clamp would bite."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 8, 8, generator=g)
+    x[:, :, :4] = 0.0
+    x[:, :, 4:6] = 1.0
+    return x
+
+
+@pytest.mark.parametrize("noise", sorted(NOISE_FUNCTIONS))
+def test_projected_per_image_perturbation_keeps_x_adv_valid_and_every_gradient(noise):
+    x = saturated_batch()
+    pert = Perturbation(NOISE_FUNCTIONS[noise], EPS, "uniform", FullRegion())
+    w = pert.initial_w(x.shape, torch.Generator().manual_seed(1))
+    pert.project_(w, pert.feasible_bounds(x))
+    w.requires_grad_(True)
+    mask = torch.ones(2, 8, 8, dtype=torch.bool)
+    x_adv, delta = pert.adversarial(x, w, mask, None)
+    assert 0 <= x_adv.min() and x_adv.max() <= 1
+    torch.testing.assert_close(x_adv - x, delta, atol=1e-6, rtol=0)  # the clamp does not bite
+    assert delta.abs().max() <= EPS + 1e-7
+    (x_adv * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).sum().backward()
+    frozen = (w.grad == 0).float().mean().item()
+    assert frozen == 0, f"{frozen:.1%} of pixel-channels get no gradient"
+
+
+def test_universal_clamp_passes_the_gradient_through():
+    x = saturated_batch()
+    pert = Perturbation(NOISE_FUNCTIONS["clip"], EPS, "zeros", FullRegion())
+    w = torch.full((1, 3, 8, 8), 1.0, requires_grad=True)  # delta = +eps everywhere
+    x_adv, _ = pert.adversarial(x, w, torch.ones(2, 8, 8, dtype=torch.bool), None)
+    assert x_adv.max() == 1 and torch.equal(x_adv, (x + EPS).clamp(0, 1))  # value: the clamp
+    x_adv.sum().backward()
+    assert (w.grad != 0).all(), "saturated pixels must still pass a gradient to the shared w"
+
+
+def test_best_iterate_keeps_each_images_best_and_counts_steps_to_full_success():
+    valid = torch.ones(2, 1, 4, dtype=torch.bool)
+    tracker = BestIterate(torch.zeros(2, 1, 1, 4), valid)
+    seq = [torch.tensor([[[1, 0, 0, 0]], [[1, 1, 0, 0]]]), torch.tensor([[[1, 1, 1, 1]], [[1, 0, 0, 0]]]),
+           torch.tensor([[[0, 0, 0, 0]], [[1, 1, 1, 0]]])]
+    for step, success in enumerate(seq):
+        w = torch.full((2, 1, 1, 4), float(step))
+        done = tracker.update(w, success.bool(), step)
+    assert tracker.count.tolist() == [4, 3]
+    assert tracker.w[:, 0, 0, 0].tolist() == [1.0, 2.0]  # image 0 best at step 1, image 1 at 2
+    assert done.tolist() == [True, False] and tracker.steps_used.tolist() == [1, -1]
+
+
+class AlwaysWrong(torch.nn.Module):
+    """Predicts class 0 everywhere whatever the input; counts its calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        logits = torch.zeros(x.shape[0], NUM_CLASSES, *x.shape[2:]) + 0 * x.mean() * self.scale
+        logits[:, 0] = 5.0
+        return logits
+
+
+def test_early_stop_ends_a_batch_whose_pixels_are_all_fooled():
+    """Labels never 0: every pixel is wrong from the start, so the loop stops at step 0."""
+    model = AlwaysWrong()
+    dm = synthetic(TRAIN_SIZE, num_val=4, batch_size=4)
+    module = make_module({"m": model}, "attack=pgd", "attack.steps=20", "region=full")
+    x, y = next(iter(dm.dataloader("val", train=False)))
+    y = y.clamp(min=1)  # 255 stays 255
+    clean = {"m": model(x).argmax(1)}
+    model.calls = 0
+    mask = torch.ones_like(y, dtype=torch.bool)
+    result = module.attack_batch(x, y, clean, mask, None, mask, None)
+    assert model.calls == 1 and result.steps_used.tolist() == [0] * 4
+    module = make_module({"m": model}, "attack=pgd", "attack.steps=20", "region=full", "attack.early_stop=false")
+    model.calls = 0
+    result = module.attack_batch(x, y, clean, mask, None, mask, None)
+    assert model.calls == 21 and result.steps_used.tolist() == [0] * 4  # 20 steps + the last one scored
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("constant", [1, 1, 1, 1]), ("cosine", [1, 0.5 * (1 + math.cos(math.pi / 4)), 0.5, 0.5 * (1 + math.cos(3 * math.pi / 4))]),
+    ("step", [1, 1, 0.1, 0.01])])
+def test_schedules(name, expected):
+    assert [schedule_factor(name, s, 4) for s in range(4)] == pytest.approx(expected)
+
+
+def test_apgd_checkpoints_and_step_halving():
+    assert APGD([torch.zeros(1, requires_grad=True)], steps=100).checkpoints == [22, 41, 57, 70, 80, 87, 93, 99]
+    # a loss that never improves: every checkpoint halves the step size and restarts from the best
+    w = torch.zeros(2, 3, requires_grad=True)
+    opt = APGD([w], lr=2.0, steps=10)
+    for k in range(10):
+        w.grad = torch.ones_like(w)
+        opt.step(torch.ones(2))
+        assert w.abs().max() <= 1
+    eta = opt.state[w]["eta"]
+    reached = [c for c in opt.checkpoints if c < 10]  # steps 0..9
+    assert eta.tolist() == [2.0 / 2 ** len(reached)] * 2
+
+
+def test_every_loss_and_apgd_raise_the_error_of_a_trained_model(trained_models):
+    data = synthetic(TRAIN_SIZE, num_val=8)
+    model = {"enet": trained_models["enet"]}
+    for overrides in (["attack=tanh", "attack.loss=masked_ce"], ["attack=pgd", "attack.loss=segpgd"],
+                      ["attack=tanh", "attack.loss=js"], ["attack=apgd", "attack.loss=margin"],
+                      ["attack=pgd", "attack.loss=cospgd"]):
+        res = run_module(make_module(model, *overrides, "attack.steps=5", "eps=16/255", "region=full"), data)
+        rates = res["per_model"]["enet"]
+        assert rates["asr"] > rates["clean_error_in_area"] + 0.2, overrides
+        assert res["perturbation"]["linf"] <= 16 / 255 + 1e-6
+        assert 0 <= res["steps_per_image"] <= 5
+
+
+def test_best_iterate_is_never_worse_than_the_last(trained_models):
+    data = synthetic(TRAIN_SIZE, num_val=8)
+    model = {"enet": trained_models["enet"]}
+    args = ["attack=ifgsm", "attack.steps=4", "eps=16/255", "region=full", "attack.early_stop=false",
+            "attack.optimizer.lr=1.5"]  # big signed steps oscillate: the last iterate is not the best
+    last = run_module(make_module(model, *args, "attack.best=false"), data)["per_model"]["enet"]["asr"]
+    best = run_module(make_module(model, *args, "attack.best=true"), data)["per_model"]["enet"]["asr"]
+    assert best >= last
+
+
+def test_ensemble_is_the_worst_case_of_its_members(trained_models):
+    data = synthetic(TRAIN_SIZE, num_val=8)
+    model = {"enet": trained_models["enet"]}
+    members = "attack.members=[{attack: tanh, loss: ce},{attack: ifgsm, loss: js}]"
+    common = ["attack.steps=2", "eps=4/255", "region=full", "attack.early_stop=false"]
+    ens = run_module(make_module(model, "attack=ensemble", members, *common), data)
+    singles = [run_module(make_module(model, *m, *common), data)["per_model"]["enet"]["asr"]
+               for m in (["attack=tanh", "attack.loss=ce"], ["attack=ifgsm", "attack.loss=js"])]
+    assert ens["per_model"]["enet"]["asr"] >= max(singles) - 1e-6
+    assert ens["steps_per_image"] == pytest.approx(4)  # both members' steps
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["attack.loss=hinge"], r"attack\.loss='hinge': expected one of \['ce', 'masked_ce'"),
+    (["attack.schedule=linear"], r"attack\.schedule"),
+    (["attack.best=maybe"], r"attack\.best"),
+    (["attack=apgd", "mode=universal"], r"attack=apgd runs per image"),
+    (["attack=ensemble", "mode=universal"], r"per_image"),
+    (["attack=ensemble", "attack.members=[{attack: nope}]"], r"attack\.members: attack='nope'"),
+])
+def test_attack_strength_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        attack_spec(["region=full", *overrides])
+
+
+def test_paper_plain_experiment_is_the_papers_setting():
+    spec = attack_spec(["experiment=paper_plain", "region=full"])
+    assert (spec.method, spec.loss, spec.best, spec.early_stop, spec.schedule) == (
+        "tanh", "ce", False, False, "constant")
+    assert spec.optimizer.func is torch.optim.Adam and spec.optimizer.keywords["lr"] == 0.6
+
+
+def test_tiny_model_keeps_working(small=(32, 48)):
+    """A smoke check that a random model runs through every new path (ensemble of APGD + tanh)."""
+    module = make_module({"m": tiny_model(0)}, "attack=ensemble", "attack.steps=2", "region=full",
+                         image_size=small)
+    res = run_module(module, synthetic(small, num_val=2, batch_size=2))
+    assert 0 <= res["per_model"]["m"]["asr"] <= 1
