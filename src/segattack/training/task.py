@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import load_group_option
 from ..errors import ConfigError
 from ..models import NormalizedModel, create_model
-from ..models.weights import load_weights, resume_checkpoint, safe_load_kwargs
+from ..models.weights import load_weights, read_metadata, resume_checkpoint, safe_load_kwargs
 from .class_weights import class_weights
 from .export import ExportBestWeights
 from .module import SegmentationModule
@@ -58,13 +58,17 @@ def train_one(cfg: DictConfig, name: str) -> dict:
         Path(cfg.paths.weights_dir) / f"{name}.safetensors",
         {"architecture": model_cfg.name, "num_classes": dm.num_classes,
          "class_names": list(dm.class_names), "input_size": list(dm.image_size),
-         "dataset": dm.name, "seed": cfg.seed})
+         "dataset": dm.name, "seed": cfg.seed},
+        mode=cfg.get("export", "best"))
     trainer = build_trainer(cfg, name, out_dir / "checkpoints" / name, export)
     ckpt = resume_checkpoint(out_dir / "checkpoints" / name) if cfg.resume else None
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt, **safe_load_kwargs(trainer))
     result = {"model": name, "best_val_miou": export.best if export.best > -1 else None,
               "weights": str(export.path) if export.path.exists() else None,
-              "epochs": trainer.current_epoch}
+              "epochs": trainer.current_epoch, "export": export.mode}
+    if result["weights"]:  # what the file holds (after a resume the callback may not have written it)
+        meta = read_metadata(export.path)
+        result.update(exported_epoch=meta.get("epoch"), exported_val_miou=meta.get("val_miou"))
     log.info("%s: best val mIoU %s, weights in %s", name, result["best_val_miou"], result["weights"])
     return result
 
