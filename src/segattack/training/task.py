@@ -24,13 +24,18 @@ log = logging.getLogger(__name__)
 def build_trainer(cfg: DictConfig, name: str, ckpt_dir: Path, export: ExportBestWeights) -> L.Trainer:
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor="val/miou", mode="max",
-        save_top_k=1, save_last=True, auto_insert_metric_name=False)
+        save_top_k=1, auto_insert_metric_name=False)
+    # last.ckpt of every epoch, for resuming. Not save_last=True above: Lightning writes that one
+    # only when a best checkpoint is written in the same step, so on a flat val curve it stays
+    # at the best epoch and a resume would redo every epoch since.
+    last = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None,
+                                               save_top_k=1, enable_version_counter=False)
     logger = instantiate(cfg.logger, name=name) if cfg.get("logger") else False
     extra = {}
     if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg.trainer.get("accelerator", "auto")):
         log.warning("sync_batchnorm needs CUDA: off for accelerator=%s", cfg.trainer.get("accelerator"))
         extra["sync_batchnorm"] = False  # torch's SyncBatchNorm raises on CPU modules (DDP with gloo)
-    return instantiate(cfg.trainer, callbacks=[checkpoint, export], logger=logger, **extra)
+    return instantiate(cfg.trainer, callbacks=[checkpoint, last, export], logger=logger, **extra)
 
 
 def _uses_cuda(accelerator) -> bool:
