@@ -191,10 +191,10 @@ class PerturbationModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"attack loss is {loss.item()} at step {self.global_step}: "
                                      "stopping instead of writing garbage results")
-        k = self.source_models[0]
-        self.log("train/loss", loss, batch_size=x.shape[0])
-        self.log(f"asr_{k}", self.batch_asr(logits[k].argmax(1), y, area, goal), prog_bar=True,
-                 batch_size=x.shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        for k in self.source_models:  # this step's batch, per attacked model (progress bar)
+            self.log(f"asr_{k}", self.batch_asr(logits[k].argmax(1), y, area, goal), prog_bar=True,
+                     batch_size=x.shape[0])
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -269,9 +269,12 @@ class PerturbationModule(L.LightningModule):
             self.rates[m].update(clean[m], adv[m], y, area, goal)
         self.joint.update(torch.stack([adv[k] for k in self.source_models]), y, area, goal)
         self.size.update(x, x_adv)
-        k = self.source_models[0]
-        self.log(f"asr_{k}", self.batch_asr(adv[k], y, area, goal), prog_bar=True, on_step=True,
-                 on_epoch=False, batch_size=x.shape[0])
+        # Running rates over this process's images so far, per attacked model (progress bar).
+        running = {f"asr_{k}": self.rates[k].adv_success / self.rates[k].n_in.clamp(min=1)
+                   for k in self.source_models}
+        if len(self.source_models) > 1:
+            running["asr_all"] = self.joint.all_success / self.joint.n_in.clamp(min=1)
+        self.log_dict(running, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
         self.keep_figures(x, x_adv, y, area, clean, adv)
 
     def keep_figures(self, x, x_adv, y, area, clean, adv):
