@@ -4,52 +4,24 @@ one summary (table + asr plot) in the sweep folder, also printed. Real entry poi
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from segattack.data.classes import SYNTHETIC_CLASSES
-from segattack.models import NormalizedModel, create_model
-from segattack.models.weights import save_weights
 from segattack.report.sweep import SweepRun, numeric_axis, summarize_sweep, varying_keys
+from tiny_runs import TINY, random_weights, run_entry
 
-ROOT = Path(__file__).resolve().parents[1]
-SIZE = (32, 48)
-TINY = ["data=synthetic", f"data.image_size=[{SIZE[0]},{SIZE[1]}]", "data.num_train=4",
-        "data.num_val=2", "data.batch_size=2", "logger=none", "torch_threads=1",
-        "+trainer.enable_model_summary=false", "num_figures=0", "attack.steps=2",
-        "region=full", "source_models=[enet,enet2]"]
+SWEEP = [*TINY, "logger=none", "num_figures=0", "region=full", "source_models=[enet,enet2]",
+         "trainer.enable_progress_bar=false"]
 
 
 @pytest.fixture(scope="module")
-def random_weights(tmp_path_factory) -> list[str]:
-    """Two untrained 5-class ENets: a sweep needs models, not good ones."""
-    out = tmp_path_factory.mktemp("weights")
-    overrides = []
-    for seed, name in enumerate(["enet", "enet2"]):
-        torch.manual_seed(seed)
-        model = NormalizedModel(create_model("enet", len(SYNTHETIC_CLASSES)))
-        path = save_weights(model, out / f"{name}.safetensors", architecture="enet",
-                            num_classes=len(SYNTHETIC_CLASSES), class_names=list(SYNTHETIC_CLASSES),
-                            input_size=list(SIZE))
-        overrides.append(f"{'' if name == 'enet' else '+'}weights.{name}={path}")
-    return overrides
-
-
-@pytest.fixture(scope="module")
-def sweep(random_weights, tmp_path_factory):
+def sweep(tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("sweep")
-    proc = subprocess.run(
-        [sys.executable, "attack.py", "-m", *TINY, *random_weights, "eps=2/255,8/255",
-         f"hydra.sweep.dir={sweep_dir}", "trainer.enable_progress_bar=false"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    weights = random_weights(tmp_path_factory.mktemp("weights"))
+    proc = run_entry("attack.py", "-m", *SWEEP, *weights, "eps=2/255,8/255",
+                     f"hydra.sweep.dir={sweep_dir}")
     return sweep_dir, proc
 
 

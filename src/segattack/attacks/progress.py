@@ -8,7 +8,10 @@ each attacked model's asr on the step's batch.
 
 from __future__ import annotations
 
+import sys
+
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 
 def _fmt(value) -> str:
@@ -29,9 +32,7 @@ class AttackProgressBar(TQDMProgressBar):
 
     # --- universal fit: one bar over attack.steps optimiser steps, across epochs ----------------
     def init_train_tqdm(self):
-        bar = super().init_train_tqdm()
-        bar.unit = "step"
-        return bar
+        return self._bar("fit", "step")
 
     def on_train_epoch_start(self, trainer, pl_module):
         bar = self.train_progress_bar
@@ -54,10 +55,12 @@ class AttackProgressBar(TQDMProgressBar):
     # Seconds per image rather than images per second: an attacked image takes seconds.
     TEST_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} img [{elapsed}<{remaining}, {rate_inv_fmt}{postfix}]"
 
+    def init_test_tqdm(self):
+        return self._bar("evaluate", "img", self.TEST_FORMAT)
+
     def on_test_start(self, trainer, pl_module):
         super().on_test_start(trainer, pl_module)
         bar = self.test_progress_bar
-        bar.unit, bar.bar_format = "img", self.TEST_FORMAT
         method = getattr(pl_module, "method", "")
         if getattr(pl_module, "mode", None) == "per_image":
             steps = pl_module.steps
@@ -78,6 +81,12 @@ class AttackProgressBar(TQDMProgressBar):
         bar.n = self._images
         bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
         bar.refresh()
+
+    def _bar(self, desc: str, unit: str, bar_format: str | None = None) -> Tqdm:
+        # stderr, not Lightning's stdout: stdout is left to the results (`> results.txt`).
+        return Tqdm(desc=desc, unit=unit, position=2 * self.process_position, disable=self.is_disabled,
+                    leave=True, dynamic_ncols=True, file=sys.stderr, smoothing=0,
+                    bar_format=bar_format or self.BAR_FORMAT)
 
     @staticmethod
     def _num_images(trainer, dataloader_idx: int):
