@@ -21,6 +21,8 @@ from segattack.config import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
+# Only the tests (and CI) read the shared data copy; a user's default is data/ in the clone.
+os.environ.setdefault("SEGATTACK_DATA", str(CAMVID.parent))
 
 register_resolvers(ROOT)
 

@@ -123,7 +123,9 @@ def test_missing_data_root_in_process(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         run_task(train, cfg)
     assert info.value.code == 2
-    assert f"error: {tmp_path / 'nowhere' / 'train'}: folder not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"error: CamVid train split: {tmp_path / 'nowhere'} not found" in err
+    assert "python scripts/get_camvid.py" in err
 
 
 # --- the command line ------------------------------------------------------------------------------
@@ -144,7 +146,8 @@ def test_cli_unknown_model(tmp_path):
 
 def test_cli_missing_data_root(tmp_path):
     line = error_line(run_cli(cli(tmp_path, "data=camvid", "data.root=/nonexistent", synthetic=False)))
-    assert "/nonexistent/train" in line
+    assert line.startswith("error: CamVid train split: /nonexistent not found")
+    assert "python scripts/get_camvid.py" in line
 
 
 # --- resume after a kill ---------------------------------------------------------------------------

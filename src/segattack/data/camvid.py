@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .base import IGNORE_INDEX, SegmentationDataModule, label_lut, pair_by_name
 from .classes import CAMVID_CLASSES, CAMVID_PALETTE
+from .sources import CAMVID_HELP, require_folders
 
 
 class CamVidDataModule(SegmentationDataModule):
@@ -26,7 +27,9 @@ class CamVidDataModule(SegmentationDataModule):
         self.root = Path(root).expanduser()
 
     def pairs(self, split: str):
-        return pair_by_name(self.root / split, self.root / f"{split}annot")
+        folders = [self.root / split, self.root / f"{split}annot"]
+        require_folders(f"CamVid {split} split", self.root, folders, CAMVID_HELP)
+        return pair_by_name(*folders)
 
     def lut(self):
         return label_lut({**{c: c for c in range(11)}, 11: IGNORE_INDEX})
