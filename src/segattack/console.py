@@ -43,7 +43,9 @@ def quiet_console(verbose: bool = False) -> None:
     logging.captureWarnings(True)
     if verbose:
         return
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessage(LITLOGGER_TIP))
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropMessage) for f in rank_zero.filters):  # once per process (multirun)
+        rank_zero.addFilter(_DropMessage(LITLOGGER_TIP))
     # Raised inside Lightning's own pytree helper by torch >= 2.10; nothing a user can change.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
