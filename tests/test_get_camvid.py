@@ -117,10 +117,11 @@ def test_missing_camvid_says_what_is_missing_and_how_to_get_it(tmp_path):
     with pytest.raises(DataError) as err:
         CamVidDataModule(str(tmp_path / "nowhere")).dataset("val")
     message = str(err.value)
-    assert f"{tmp_path / 'nowhere'} not found" in message
+    nowhere = tmp_path / "nowhere"
+    assert f"missing {nowhere / 'val'}, {nowhere / 'valannot'} ({nowhere} does not exist)" in message
     assert "python scripts/get_camvid.py" in message and "valannot/" in message
     (tmp_path / "half" / "val").mkdir(parents=True)
-    with pytest.raises(DataError, match=r"missing valannot/ in .*half\. To fix: get CamVid"):
+    with pytest.raises(DataError, match=r"missing \S*half/valannot\. To fix: get CamVid"):
         CamVidDataModule(str(tmp_path / "half")).dataset("val")
 
 
@@ -128,6 +129,6 @@ def test_missing_cityscapes_points_to_the_official_download(tmp_path):
     with pytest.raises(DataError) as err:
         CityscapesDataModule(str(tmp_path)).dataset("train")
     message = str(err.value)
-    assert "missing leftImg8bit/train/, gtFine/train/" in message
+    assert f"missing {tmp_path / 'leftImg8bit' / 'train'}, {tmp_path / 'gtFine' / 'train'}." in message
     assert "https://www.cityscapes-dataset.com/downloads/" in message
     assert "gtFine/<split>/<city>/*_gtFine_labelIds.png" in message

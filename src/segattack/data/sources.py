@@ -22,8 +22,6 @@ CITYSCAPES_HELP = (
 def require_folders(name: str, root: Path, folders: list[Path], how_to_get: str) -> None:
     """Raise one error that names every missing folder and says how to get the data set."""
     missing = [f for f in folders if not f.is_dir()]
-    if not missing:
-        return
-    what = f"{root} not found" if not root.is_dir() else \
-        "missing " + ", ".join(str(f.relative_to(root)) + "/" for f in missing) + f" in {root}"
-    raise DataError(f"{name}: {what}. To fix: {how_to_get}")
+    if missing:
+        absent = "" if root.is_dir() else f" ({root} does not exist)"
+        raise DataError(f"{name}: missing {', '.join(map(str, missing))}{absent}. To fix: {how_to_get}")
