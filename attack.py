@@ -16,6 +16,9 @@ register_resolvers(Path(__file__).resolve().parent)
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="attack")
 def main(cfg):
+    from segattack.console import quiet_console
+
+    quiet_console(cfg.verbose)
     from segattack.attacks.task import run_attack, run_transfer
     from segattack.cli import run_task
     from segattack.report import summary_table

@@ -16,6 +16,9 @@ register_resolvers(Path(__file__).resolve().parent)
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train_models")
 def main(cfg):
+    from segattack.console import quiet_console
+
+    quiet_console(cfg.verbose)
     from segattack.cli import run_task
     from segattack.training.evaluate import format_report, run
 

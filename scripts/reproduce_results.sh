@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Re-run every experiment of docs/results.md on CamVid with the shipped weights.
+# CamVid is read from $SEGATTACK_DATA/CamVid, else data/CamVid (python scripts/get_camvid.py).
 #
 #   bash scripts/reproduce_results.sh [OUT_DIR]          (default OUT_DIR: outputs/results)
 #

@@ -24,10 +24,14 @@ from segattack.attacks.module import PerturbationModule
 from segattack.attacks.spec import AttackSpec, build_attack_spec
 from segattack.config import compose_config
 from segattack.data import SyntheticDataModule
+from segattack.files.weights import save_weights
+from segattack.labels import SYNTHETIC_CLASSES
 from segattack.models import NormalizedModel, create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
+# Only the tests (and CI) read the shared data copy; a user's default is data/ in the clone.
+os.environ.setdefault("SEGATTACK_DATA", str(CAMVID.parent))
 
 # Size of the trained fixture models and of the data the effectiveness tests attack.
 TRAIN_SIZE = (48, 64)
@@ -208,3 +212,36 @@ def assert_same_numbers(a: dict, b: dict, tol: float = 1e-5, where: str = ""):
             assert a[key] == pytest.approx(b[key], abs=tol), f"{where}.{key}"
         else:
             assert a[key] == b[key], f"{where}.{key}"
+
+
+# --- tiny end-to-end runs of the entry points (console, sweep, help, W&B tests) -----------------
+# Untrained 5-class ENets (the runs need models, not good ones) and overrides that take seconds.
+TINY_SIZE = (32, 48)
+TINY = ["data=synthetic", f"data.image_size=[{TINY_SIZE[0]},{TINY_SIZE[1]}]", "data.num_train=4",
+        "data.num_val=2", "data.batch_size=2", "torch_threads=1",
+        "+trainer.enable_model_summary=false", "attack.steps=2"]
+
+
+def random_weights(out: Path, names=("enet", "enet2")) -> list[str]:
+    """Untrained ENets for synthetic scenes, as ``weights.NAME=PATH`` overrides."""
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = []
+    for seed, name in enumerate(names):
+        torch.manual_seed(seed)
+        model = NormalizedModel(create_model("enet", len(SYNTHETIC_CLASSES)))
+        path = save_weights(model, out / f"{name}.safetensors", architecture="enet",
+                            num_classes=len(SYNTHETIC_CLASSES), class_names=list(SYNTHETIC_CLASSES),
+                            input_size=list(TINY_SIZE))
+        overrides.append(f"{'' if name in ('enet', 'erfnet') else '+'}weights.{name}={path}")
+    return overrides
+
+
+def run_entry(script: str, *args: str, check: bool = True, env: dict | None = None
+              ) -> subprocess.CompletedProcess:
+    """``python <script> ARGS`` in the project folder, one thread, output captured."""
+    proc = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

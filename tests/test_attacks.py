@@ -186,7 +186,7 @@ REGIONS = {  # name -> overrides of configs/attack.yaml
     "class": ["region=class", "region.classes=[4]", "region.dilate=1"],  # cars, grown by a pixel
 }
 # The methods: the options of the attack/ config group.
-METHODS = sorted(p.stem for p in (ROOT / "configs" / "attack").glob("*.yaml") if p.stem != "common")
+METHODS = sorted(p.stem for p in (ROOT / "configs" / "attack").glob("*.yaml"))
 LAST_ITERATE = ["attack.best=false", "attack.early_stop=false"]
 PER_IMAGE_ONLY = ("apgd", "ensemble")  # their steps follow each image's own progress
 # Step sizes large enough that the bound is reached within the few steps.

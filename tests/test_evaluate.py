@@ -118,8 +118,8 @@ def test_cli_missing_split_is_one_line(tmp_path):
     root = make_test_split(tmp_path / "CamVid", split="val")
     line = one_error_line(run_cli("task=evaluate", "models=[enet]", "data=camvid", f"data.root={root}",
                                   "eval_split=test", f"hydra.run.dir={tmp_path / 'run'}"))
-    assert line.startswith(f"error: {root / 'test'}: folder not found")
-    assert f"{root / 'testannot'}/ with same-named label PNGs" in line
+    assert line.startswith(f"error: CamVid test split: missing {root / 'test'}")
+    assert f"{root / 'testannot'}" in line and "testannot/ optional" in line  # the layout
 
 
 def test_train_with_missing_eval_split_stops_before_training(tmp_path):
@@ -128,7 +128,7 @@ def test_train_with_missing_eval_split_stops_before_training(tmp_path):
     run_dir = tmp_path / "run"
     line = one_error_line(run_cli("models=[enet]", "data=camvid", f"data.root={root}",
                                   "eval_split=test", f"hydra.run.dir={run_dir}"))
-    assert f"{root / 'test'}: folder not found" in line
+    assert f"CamVid test split: missing {root / 'test'}" in line
     assert not (run_dir / "checkpoints").exists()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError
 
@@ -15,6 +15,38 @@ def register_resolvers(root: str | Path) -> None:
     OmegaConf.register_new_resolver("root", lambda: root, replace=True)
     # ${div:2.5,${attack.steps}}: step sizes relative to the number of steps
     OmegaConf.register_new_resolver("div", lambda a, b: float(a) / float(b), replace=True)
+    # ${console_level:${verbose}}: the console log level of configs/hydra/job_logging/segattack.yaml
+    OmegaConf.register_new_resolver("not", lambda value: not value, replace=True)
+    OmegaConf.register_new_resolver("console_level", lambda verbose: "INFO" if verbose else "WARNING",
+                                    replace=True)
+    # ${sweep_subdir:${hydra.job.num},${hydra.job.override_dirname}}: a multirun job's folder
+    OmegaConf.register_new_resolver("sweep_subdir", sweep_subdir, replace=True)
+    # For the --help pages (configs/hydra/help/): the options of a group, a value as typed
+    configs = Path(root) / "configs"
+    OmegaConf.register_new_resolver(
+        "choices", lambda group: ", ".join(sorted(p.stem for p in (configs / group).glob("*.yaml"))),
+        replace=True)
+    OmegaConf.register_new_resolver("cli", as_override, replace=True)
+
+
+def as_override(value) -> str:
+    """A config value the way it is typed on the command line: ``[enet,erfnet]``, ``null``, ``true``."""
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "[" + ",".join(as_override(v) for v in value) + "]"
+    if isinstance(value, (dict, DictConfig)):
+        return "{" + ",".join(f"{k}:{as_override(v)}" for k, v in value.items()) + "}"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def sweep_subdir(num, override_dirname: str) -> str:
+    """A multirun job's folder name: its overrides (``eps=1/255`` -> ``eps=1_255``, since a slash
+    would make sub-folders), or its job number when it has none."""
+    name = str(override_dirname or "").replace("/", "_")[:200]
+    return name or str(num)
 
 
 def load_group_option(cfg: DictConfig, group: str, name: str) -> DictConfig:

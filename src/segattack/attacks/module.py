@@ -84,10 +84,10 @@ class PerturbationModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"attack loss is {loss.item()} at step {self.global_step}: "
                                      "stopping instead of writing garbage results")
-        k = objective.source_models[0]
-        self.log("train/loss", loss, batch_size=x.shape[0])
-        self.log(f"asr_{k}", batch_asr(logits[k].argmax(1), y, area, goal), prog_bar=True,
-                 batch_size=x.shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        for k in objective.source_models:  # this step's batch, per attacked model (progress bar)
+            self.log(f"asr_{k}", batch_asr(logits[k].argmax(1), y, area, goal), prog_bar=True,
+                     batch_size=x.shape[0])
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -129,9 +129,9 @@ class PerturbationModule(L.LightningModule):
             self.evaluation.steps_used.update(result.steps_used.float())
         adv = objective.predict(x_adv, self.spec.eval_models)
         self.evaluation.update(x, x_adv, y, area, goal, clean, adv)
-        k = objective.source_models[0]
-        self.log(f"asr_{k}", batch_asr(adv[k], y, area, goal), prog_bar=True, on_step=True,
-                 on_epoch=False, batch_size=x.shape[0])
+        # Running rates over this process's images so far, per attacked model (progress bar).
+        self.log_dict(self.evaluation.running_asr(), prog_bar=True, on_step=True, on_epoch=False,
+                      batch_size=x.shape[0])
 
     def attack_batch(self, x, y, clean, rmask, placement, area, goal) -> PerImageResult:
         """Per image: optimise the batch's perturbations (every member of an ensemble)."""

@@ -148,15 +148,15 @@ def member_config(cfg, member) -> object:
     member = dict(member)
     name = member.pop("attack", None)
     folder = Path(cfg.paths.config_dir) / "attack"
-    if not isinstance(name, str) or not (folder / f"{name}.yaml").is_file() or name in ("common", "ensemble"):
-        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in ("common", "ensemble"))
+    if not isinstance(name, str) or not (folder / f"{name}.yaml").is_file() or name == "ensemble":
+        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "ensemble")
         raise ConfigError(f"attack.members: attack={name!r}: expected one of {known}")
     own = OmegaConf.load(folder / f"{name}.yaml")
     own.pop("defaults", None)
     sub = copy.deepcopy(cfg)
     with open_dict(sub):
         shared = OmegaConf.masked_copy(cfg.attack, [k for k in cfg.attack if k not in METHOD_KEYS])
-        sub.attack = OmegaConf.merge(OmegaConf.load(folder / "common.yaml"), shared, own,
+        sub.attack = OmegaConf.merge(OmegaConf.load(folder.parent / "attack_common.yaml"), shared, own,
                                      {"method": name, "steps": cfg.attack.steps}, member)
     return sub
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import load_group_option
@@ -188,6 +189,9 @@ def write_outputs(cfg, out: Path, module, dm, metrics: dict, logger) -> None:
         logger.log_metrics(flat)
         if hasattr(logger, "log_image") and figures:
             logger.log_image(key="figures", images=[str(f) for f in figures])
+    if isinstance(logger, WandbLogger):  # per-image table, perturbation, config and summary
+        from ..report.wandb_run import log_wandb_run
+        print(log_wandb_run(logger, cfg, module, dm, metrics))
 
 
 def run_transfer(cfg: DictConfig) -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DataError
 from ..labels import CAMVID_CLASSES, CAMVID_PALETTE, IGNORE_INDEX
 from .base import SegmentationDataModule, label_lut, pair_by_name
+from .sources import CAMVID_HELP, require_folders
 
 
 class CamVidDataModule(SegmentationDataModule):
@@ -27,12 +27,9 @@ class CamVidDataModule(SegmentationDataModule):
         self.root = Path(root).expanduser()
 
     def pairs(self, split: str):
-        images, labels = self.root / split, self.root / f"{split}annot"
-        for folder in (images, labels):
-            if not folder.is_dir():  # say what the layout wants, e.g. for test/ which is optional
-                raise DataError(f"{folder}: folder not found (CamVid split {split!r} expects "
-                                f"{images}/ with the images and {labels}/ with same-named label PNGs)")
-        return pair_by_name(images, labels)
+        folders = [self.root / split, self.root / f"{split}annot"]
+        require_folders(f"CamVid {split} split", self.root, folders, CAMVID_HELP)
+        return pair_by_name(*folders)
 
     def lut(self):
         return label_lut({**{c: c for c in range(11)}, 11: IGNORE_INDEX})

@@ -12,6 +12,7 @@ from ..labels import (
     IGNORE_INDEX,
 )
 from .base import SegmentationDataModule, label_lut, pair_by_name
+from .sources import CITYSCAPES_HELP, require_folders
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -35,6 +36,8 @@ class CityscapesDataModule(SegmentationDataModule):
         self.root = Path(root).expanduser()
 
     def pairs(self, split: str):
+        require_folders(f"Cityscapes {split} split", self.root,
+                        [self.root / "leftImg8bit" / split, self.root / "gtFine" / split], CITYSCAPES_HELP)
         return pair_by_name(self.root / "leftImg8bit" / split, self.root / "gtFine" / split,
                             label_suffix=lambda name: name.replace(IMAGE_SUFFIX, LABEL_SUFFIX),
                             pattern=f"*/*{IMAGE_SUFFIX}")
