@@ -20,6 +20,7 @@ from ..files.weights import load_weights
 from ..io import write_text
 from ..report.metrics_json import SCHEMA_VERSION
 from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
+from ..schema import check_attack_config
 from .module import PerturbationModule
 from .progress import AttackProgressBar
 from .shuffle import EpochShuffle, ShuffleState
@@ -81,6 +82,7 @@ def run_attack(cfg: DictConfig) -> dict:
     """One attack run: fit (universal) or optimise per image, evaluate, write every output."""
     # The frozen models are in eval mode on purpose (docs/design.md, "Attacks"): not worth a warning.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+    check_attack_config(cfg, models_known=True)  # the schema: before any weights or data load
     prepare_run(cfg, verbose_seed=False)
     dm = instantiate(cfg.data)
     spec = build_attack_spec(cfg, dm.image_size, dm.num_classes)  # every attack key checked here
@@ -194,6 +196,7 @@ def run_transfer(cfg: DictConfig) -> dict:
     """Craft on each single model and on the joint set; evaluate on all: the asr matrix."""
     from ..report import transfer_heatmap, write_transfer
 
+    check_attack_config(cfg, models_known=True)
     dm = instantiate(cfg.data)
     build_attack_spec(cfg, dm.image_size, dm.num_classes)  # every key checked before any run starts
     models = list(cfg.source_models)
