@@ -17,7 +17,7 @@ from ..config import load_group_option
 from ..errors import ConfigError, WeightsError
 from ..files.perturbation import load_universal_w, save_perturbation
 from ..files.weights import load_weights
-from ..io import write_text
+from ..io import staged, write_text
 from ..report.metrics_json import SCHEMA_VERSION
 from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
 from ..schema import check_attack_config
@@ -44,10 +44,17 @@ def weights_path(cfg: DictConfig, name: str) -> Path:
 def load_models(cfg: DictConfig, names: list[str], num_classes: int, image_size) -> dict:
     models = {}
     for name in names:
+        try:  # a model config's name fixes the architecture; another name takes the file's
+            arch = load_group_option(cfg, "model", name).name
+        except ConfigError:
+            arch = None
         try:
-            model, _ = load_weights(weights_path(cfg, name), expect_num_classes=num_classes)
+            model, meta = load_weights(weights_path(cfg, name), expect_architecture=arch,
+                                       expect_num_classes=num_classes)
         except WeightsError as err:  # name the key to change, not only the file
             raise WeightsError(f"weights.{name}: {err}") from None
+        if arch is None:
+            log.info("%s: architecture %s, as its weights file says", name, meta["architecture"])
         try:
             model.check_input_size(*image_size)
         except ValueError as err:
@@ -174,16 +181,18 @@ def write_outputs(cfg, out: Path, module, dm, metrics: dict, logger) -> None:
     meta = {"method": spec.method, "mode": spec.mode, "eps": spec.eps,
             "region": spec.region.describe(), "source_models": list(spec.source_models),
             "image_size": list(spec.image_size), "dataset": dm.name}
-    save_perturbation(out / "perturbation.safetensors", perturbation_tensors(module), meta)
-    (out / "figures").mkdir(exist_ok=True)
-    figures = []
-    for i, s in enumerate(module.evaluation.figure_samples):
-        figures.append(attack_panel(out / "figures" / f"sample_{i}.png", s["image"], s["x_adv"],
-                                    s["target"], s["clean"], s["adv"], dm.palette, dm.class_names,
-                                    area=s["area"], title=f"{spec.method}, eps={spec.eps * 255:.1f}/255"))
-    write_metrics(out / "metrics.json", metrics)
-    write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=False))
-    write_report(out, metrics, figures)
+    with staged(out) as stage:  # every output appears only once all of them are written
+        save_perturbation(stage / "perturbation.safetensors", perturbation_tensors(module), meta)
+        (stage / "figures").mkdir()
+        staged_figures = [
+            attack_panel(stage / "figures" / f"sample_{i}.png", s["image"], s["x_adv"], s["target"],
+                         s["clean"], s["adv"], dm.palette, dm.class_names, area=s["area"],
+                         title=f"{spec.method}, eps={spec.eps * 255:.1f}/255")
+            for i, s in enumerate(module.evaluation.figure_samples)]
+        write_metrics(stage / "metrics.json", metrics)
+        write_text(stage / "config.yaml", OmegaConf.to_yaml(cfg, resolve=False))
+        write_report(stage, metrics, staged_figures)  # links relative to the folder: still valid
+    figures = [out / "figures" / Path(f).name for f in staged_figures]
     if logger and hasattr(logger, "log_metrics"):
         flat = {f"{m}/{k}": v for m, d in metrics["per_model"].items() for k, v in d.items()}
         flat.update({f"joint/{k}": v for k, v in metrics["joint"].items()})

@@ -40,7 +40,8 @@ def _options(ctx_expected: str) -> str:
     return "[" + ctx_expected.replace(" or ", ", ") + "]"
 
 
-def _expected(error: dict) -> str:
+def expected_text(error: dict) -> str:
+    """What a pydantic error expects, in words (``expected an integer``)."""
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return "expected an integer"
@@ -128,7 +129,7 @@ def error_lines(err: ValidationError, data, prefix: str = "") -> list[str]:
                 lines.append(line)
                 seen[line] = None
             continue
-        expected = _expected(error)
+        expected = expected_text(error)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             tag = error.get("ctx", {}).get("discriminator", "'type'").strip("'")
             if isinstance(value, dict):
