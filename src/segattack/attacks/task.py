@@ -128,6 +128,7 @@ def run_attack(cfg: DictConfig) -> dict:
             trainer.fit(module, train_dataloaders=fit_loader, ckpt_path=ckpt, **safe_load_kwargs(trainer))
     trainer.test(module, dataloaders=eval_loader, verbose=False)
     seconds = time.perf_counter() - start
+    warn_if_area_empty(module, len(eval_loader.dataset))
     metrics = assemble_metrics(cfg, module, dm, seconds, len(eval_loader.dataset))
     if trainer.is_global_zero:  # DDP: the metrics are synced; one process writes the outputs
         write_outputs(cfg, out, module, dm, metrics, logger)
@@ -135,6 +136,16 @@ def run_attack(cfg: DictConfig) -> dict:
     if callable(finish):  # W&B: close the run now, so its messages come before our summary
         finish()
     return metrics
+
+
+def warn_if_area_empty(module: PerturbationModule, num_images: int) -> None:
+    """A run whose area holds no valid pixel in any image (e.g. a class absent from the split)
+    can finish, but its success rates measure nothing: say so."""
+    spec = module.spec
+    if int(module.evaluation.rates[spec.eval_models[0]].n_in) == 0:
+        log.warning("the area (%s) holds no valid pixel in any of the %d evaluated images: asr and "
+                    "fooling_rate measure nothing (choose classes present in eval_split)",
+                    (spec.area or spec.region).describe(), num_images)
 
 
 def target_fields(a) -> dict:

@@ -60,13 +60,13 @@ def expected_text(error: dict) -> str:
     if kind == "literal_error":
         return f"expected one of {_options(ctx['expected'])}"
     if kind == "greater_than":
-        return f"expected > {ctx['gt']}"
+        return f"expected > {ctx['gt']:g}"
     if kind == "greater_than_equal":
-        return f"expected >= {ctx['ge']}"
+        return f"expected >= {ctx['ge']:g}"
     if kind == "less_than_equal":
-        return f"expected <= {ctx['le']}"
+        return f"expected <= {ctx['le']:g}"
     if kind == "less_than":
-        return f"expected < {ctx['lt']}"
+        return f"expected < {ctx['lt']:g}"
     if kind in ("too_short", "too_long"):
         n = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
         return f"expected at {'least' if kind == 'too_short' else 'most'} {n} value{'s' * (n != 1)}"
