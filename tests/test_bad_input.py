@@ -205,7 +205,7 @@ def test_class_region_absent_from_every_image_warns(tmp_path, weights, caplog, m
 
     monkeypatch.setattr(task, "PerturbationModule", NoCars)
     cfg = compose_attack_cfg(tmp_path / "run", [f"weights.enet={weights}", "attack=fgsm", "region=class",
-                                               "region.classes=[4]", "data.limit=1"])
+                                               "region.classes=[4]", "+data.limit=1"])
     with caplog.at_level("WARNING"):
         run_attack(cfg)
     assert "the area (class [4]) holds no valid pixel in any of the 1 evaluated images" in caplog.text

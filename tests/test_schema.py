@@ -57,7 +57,7 @@ ATTACK_CASES = {
         (["region.position=left"], "region.position='left': expected one of ['center', 'fixed', 'random']"),
         (["+area={type:ring}"], "area.type='ring': expected one of ['full', 'box', 'class']"),
         (["eval_split=tset"], "eval_split='tset': expected one of ['train', 'val', 'test']"),
-        (["channels_last=yes"], "channels_last='yes': expected one of ['auto'] or true or false"),
+        (["channels_last=yes"], "channels_last='yes': expected auto, true or false"),
         (["trainer.accelerator=gpuu"],
          "trainer.accelerator='gpuu': expected one of ['cpu', 'gpu', 'cuda', 'mps', 'tpu', 'auto']"),
         (["source_models=enet"], "source_models='enet': expected a list in brackets, e.g. [a,b]"),

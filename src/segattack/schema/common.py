@@ -40,7 +40,15 @@ def exactly(n: int, item, example: str):
 
 Size = exactly(2, PositiveInt, "[120,160] (h, w in pixels)")
 Split = Literal["train", "val", "test"]
-ChannelsLast = Literal["auto"] | bool
+
+
+def _channels_last(value):
+    if value != "auto" and not isinstance(value, bool):
+        raise ValueError("expected auto, true or false")
+    return value
+
+
+ChannelsLast = Annotated[Literal["auto"] | bool, BeforeValidator(_channels_last)]
 
 
 class Strict(BaseModel):
