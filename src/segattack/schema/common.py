@@ -183,7 +183,7 @@ class Partial(BaseModel):
 
     target: str = Field(alias="_target_")
     partial: Literal[True] = Field(True, alias="_partial_")
-    lr: PositiveFloat | None = None
+    lr: NonNegFloat | None = None
 
 
 class Run(Strict):
