@@ -36,4 +36,6 @@ def main(cfg):
 
 
 if __name__ == "__main__":
-    main()
+    from segattack.cli import run_app
+
+    run_app(main)

@@ -135,7 +135,7 @@ def test_train_with_missing_eval_split_stops_before_training(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("task=fit", "task='fit': expected one of ['train', 'evaluate']"),
     ("export=worst", "export='worst': expected one of ['best', 'last']"),
-    ("eval_split=nosuch", "eval_split='nosuch': unknown split"),
+    ("eval_split=nosuch", "eval_split='nosuch': expected one of ['train', 'val', 'test']"),
     ("weights.enet=/nowhere.safetensors", "weights.enet: /nowhere.safetensors: weights file not found"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, override, message):

@@ -186,6 +186,7 @@ def test_tensors_that_do_not_fit_raise(saved, tmp_path):
     with safe_open(str(path), framework="pt") as f:
         raw = f.metadata()
     raw["num_classes"] = json.dumps(7)
+    raw["class_names"] = json.dumps([f"c{i}" for i in range(7)])
     bad = tmp_path / "lying.safetensors"
     save_file(load_file(str(path)), str(bad), metadata=raw)
     with pytest.raises(WeightsError, match="do not fit") as info:

@@ -97,10 +97,10 @@ def test_short_fit_learns(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("models=[]", "models is empty"),
+    ("models=[]", "models=[]: expected at least 1 value"),
     ("class_weighting=inverse", "class_weighting='inverse'"),
     ("schedule=step", "schedule='step'"),
-    ("models=[nosuchnet]", "model='nosuchnet'"),
+    ("models=[nosuchnet]", "unknown model 'nosuchnet'"),
 ])
 def test_bad_config_is_a_one_line_error(tmp_path, capsys, override, message):
     """``run_task`` (what the entry point calls) turns user mistakes into ``error: ...``, exit 2."""
@@ -113,7 +113,7 @@ def test_bad_config_is_a_one_line_error(tmp_path, capsys, override, message):
 
 
 def test_bad_config_raises_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="enet, median, none"):
+    with pytest.raises(ConfigError, match=r"expected one of \['enet', 'median', 'none'\]"):
         train(compose_train_cfg(tmp_path, ["class_weighting=inverse"]))
 
 
@@ -140,7 +140,7 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 
 def test_cli_unknown_model(tmp_path):
     line = error_line(run_cli(cli(tmp_path, "models=[nosuchnet]")))
-    assert "model='nosuchnet'" in line
+    assert "unknown model 'nosuchnet'" in line
     assert "'enet'" in line and "'erfnet'" in line  # the known models
 
 

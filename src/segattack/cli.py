@@ -1,7 +1,14 @@
-"""What the entry points share: one-line errors for user mistakes, non-zero exit."""
+"""What the entry points share: one-line errors for user mistakes, non-zero exit.
+
+``run_app(main)`` runs a ``@hydra.main`` function so that Hydra's own errors (an unknown option
+of a config group, a bad override, a run folder that cannot be made) also end in one line and
+exit status 2; ``run_task(task, cfg)`` does the same for the task's own user-facing errors (the
+tasks check their config against its schema first, ``segattack.schema``).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -9,11 +16,74 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import SegattackError
 
+EXIT_USER_ERROR = 2
+
+
+def fail(message: str) -> None:
+    """Print ``message`` as ``error: ...`` lines on stderr and exit with status 2."""
+    for line in str(message).splitlines() or [""]:
+        print(f"error: {line}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
 
 def run_task(task: Callable, cfg):
-    """Run ``task(cfg)``; a user-facing error prints one line and exits with status 2."""
+    """Run ``task(cfg)``; a user-facing error prints one line per problem and exits with status 2."""
     try:
         return task(cfg)
     except (SegattackError, OmegaConfBaseException, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(err))
+
+
+def hydra_message(err: Exception) -> str:
+    """One line for an error Hydra raised before the task ran (composition, overrides, run dir)."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException) and err.options is not None and err.missing_cfg_file:
+        group, _, name = str(err.missing_cfg_file).rpartition("/")
+        options = [o for o in err.options if not (group == "attack" and o == "common")]
+        if group:
+            return f"{group}={name}: no such option; expected one of {options}"
+    if isinstance(err, OSError):
+        return f"{err.filename or 'hydra.run.dir'}: cannot create the run folder ({err.strerror})"
+    lines = [str(err)]
+    if isinstance(err.__cause__, OmegaConfBaseException):
+        lines.append(str(err.__cause__))
+    kept = []
+    for text in lines:
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith(("full_key:", "object_type", "See https", "Config search path",
+                                             "provider=", "Available options")):
+                kept.append(line)
+    return " ".join(kept)
+
+
+def run_app(main: Callable) -> None:
+    """Run a ``@hydra.main`` entry point; Hydra's errors become one line and exit status 2.
+
+    ``HYDRA_FULL_ERROR=1`` makes Hydra re-raise its errors instead of printing them with a
+    several-line hint; they are caught here. Errors of the task itself are handled by
+    ``run_task``; anything else (a bug) keeps its traceback.
+    """
+    from hydra.errors import HydraException
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:
+        fail(hydra_message(err))
+    except OSError as err:
+        if not _raised_in_hydra(err):
+            raise
+        fail(hydra_message(err))
+
+
+def _raised_in_hydra(err: BaseException) -> bool:
+    """Whether Hydra raised ``err`` (making the run folder) rather than the task it ran: no frame
+    of the traceback is in this package (apart from this module)."""
+    import traceback
+    from pathlib import Path
+
+    package = str(Path(__file__).resolve().parent)
+    return not any(f.filename.startswith(package) and not f.filename.endswith("cli.py")
+                   for f in traceback.extract_tb(err.__traceback__))

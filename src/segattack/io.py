@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from safetensors import (
@@ -60,3 +62,24 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+@contextmanager
+def staged(out: str | Path):
+    """Stage a run's outputs: yield a hidden folder inside ``out`` to write them into; when the
+    block ends without an error they are moved into ``out`` (replacing a previous run's), else the
+    folder is removed, so a failed run leaves none of its outputs (docs/design.md, "Outputs")."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    for item in sorted(stage.iterdir()):
+        target = out / item.name
+        if item.is_dir() and target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    stage.rmdir()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from omegaconf import OmegaConf
 from torch.nn import functional as F
 
 from ..errors import ConfigError
@@ -84,11 +85,9 @@ class BoxRegion(Region):
                 raise ConfigError(f"region.origin={origin}: a {h}x{w} box at (y, x) must satisfy "
                                   f"0 <= y <= {H - h}, 0 <= x <= {W - w}")
             self.origin = (int(origin[0]), int(origin[1]))
-        elif position == "random":
+        else:  # "random" (the schema allows no other position)
             self.seed = seed
             self.generator = torch.Generator().manual_seed(seed)
-        else:
-            raise ConfigError(f"region.position={position!r}: expected center, fixed or random")
 
     def describe(self) -> str:
         return f"box {self.size[0]}x{self.size[1]} ({self.position})"
@@ -146,8 +145,6 @@ class ClassRegion(Region):
         bad = [c for c in self.classes if not 0 <= c < num_classes]
         if not self.classes or bad:
             raise ConfigError(f"region.classes={list(classes)}: expected ids in 0..{num_classes - 1}")
-        if dilate < 0:
-            raise ConfigError(f"region.dilate={dilate}: expected >= 0 pixels")
         self.dilate = int(dilate)
 
     def describe(self) -> str:
@@ -163,19 +160,18 @@ class ClassRegion(Region):
 
 def build_region(cfg, image_size: Sequence[int], num_classes: int, seed: int = 0,
                  key: str = "region") -> Region:
-    """A region from its config dict (``type`` full | box | class); errors name ``key``."""
-    cfg = dict(cfg)
-    kind = cfg.pop("type", None)
+    """A region from its config dict (``type`` full | box | class); errors name ``key``.
+
+    Its keys are checked by the schema (``segattack.schema``); what needs the image size or the
+    number of classes is checked here."""
+    from ..schema import check_region
+
+    r = check_region(OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg), key)
     try:
-        if kind == "full":
+        if r.type == "full":
             return FullRegion()
-        if kind == "box":
-            return BoxRegion(cfg["size"], image_size, cfg.get("position", "center"),
-                             cfg.get("origin"), seed)
-        if kind == "class":
-            return ClassRegion(cfg["classes"], num_classes, cfg.get("dilate", 0))
-    except KeyError as err:
-        raise ConfigError(f"{key}.{err.args[0]} is required for a {kind} region") from None
+        if r.type == "box":
+            return BoxRegion(r.size, image_size, r.position, r.origin, seed)
+        return ClassRegion(r.classes, num_classes, r.dilate)
     except ConfigError as err:
         raise ConfigError(str(err).replace("region.", f"{key}.", 1)) from None
-    raise ConfigError(f"{key}.type={kind!r}: expected one of full, box, class")

@@ -1,8 +1,10 @@
 """The attack spec: everything one attack needs, checked once and built one way from the config.
 
 ``build_attack_spec(cfg, image_size, num_classes)`` reads the composed Hydra config (the
-``attack/`` group, ``eps``, ``mode``, ``region``, ``area``, the models) and raises a one-line
-``ConfigError`` naming the key for any bad value, before any weights or data load. A method is
+``attack/`` group, ``eps``, ``mode``, ``region``, ``area``, the models), checked by its schema
+(``segattack.schema``: types, ranges, choices), then what needs the data (a box that fits the
+image, class ids below the number of classes); a bad value raises a ``ConfigError`` naming the
+key, before any weights or data load. A method is
 defined in one place only: its file ``configs/attack/<name>.yaml`` (noise function, start, step
 limit, optimiser); the spec carries what that file says.
 """
@@ -13,7 +15,6 @@ import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -21,15 +22,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from ..errors import ConfigError
-from .losses import LOSSES
+from ..schema import check_attack_config
 from .noise import NOISE_FUNCTIONS, NoiseFunction
 from .regions import Region, build_region
-
-MODES = ("universal", "per_image")
-LABEL_SOURCES = ("gt", "clean")
-INITS = ("zeros", "uniform")  # delta = 0, or delta ~ U(-eps, eps) (PGD's random start)
-SCHEDULES = ("constant", "cosine", "step")
-BALANCES = ("sum", "normalized")
 
 
 @dataclass(frozen=True)
@@ -38,18 +33,18 @@ class AttackSpec:
 
     Args:
         method: the ``attack/`` option's name (e.g. ``tanh``, ``pgd``).
-        noise: name in ``NOISE_FUNCTIONS`` (``delta = eps * f(w)``); ``init``: one of ``INITS``.
+        noise: name in ``NOISE_FUNCTIONS`` (``delta = eps * f(w)``); ``init``: ``zeros`` or ``uniform``.
         optimizer: partial optimiser for ``w`` (Adam for tanh, ``SignGradient`` for the FGSM family).
         eps: L-inf bound in pixel units of [0, 1] images. steps: per batch (per_image) or in total
             (universal: the Trainer's ``max_steps``).
-        mode: one of ``MODES``. region: where delta may be non-zero (R); area: where success
+        mode: ``per_image`` or ``universal``. region: where delta may be non-zero (R); area: where success
             counts (A), None = R.
         source_models: attacked jointly; eval_models: every model evaluated (sources first).
         goal_map: (256,) label -> goal class look-up for targeted attacks, else None.
         label_source: ``gt`` or ``clean`` (the clean prediction stands in for the label).
         keep_weight, norm_weight, ce_max, lambdas: loss settings (``attacks/losses.py``).
         loss: name in ``LOSSES``. balance: ``sum`` or ``normalized`` (``attacks/objective.py``).
-        schedule: step-size schedule of the per-image loop (``SCHEDULES``).
+        schedule: step-size schedule of the per-image loop (constant, cosine, step).
         best: report each image's best iterate (else the last). early_stop: stop a batch once
             every valid pixel of the area is fooled on every attacked model.
         members: an ensemble's attacks, run one after the other per image (the worst case is kept).
@@ -92,32 +87,11 @@ class AttackSpec:
         return NOISE_FUNCTIONS[self.noise]
 
 
-def parse_eps(value) -> float:
-    """``eps`` as a float; accepts ``0.0314`` or ``"8/255"``; must lie in (0, 1]."""
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        eps = float(Fraction(str(value).replace(" ", ""))) if isinstance(value, str) else float(value)
-    except (ValueError, TypeError, ZeroDivisionError):
-        raise ConfigError(f"eps={value!r}: expected a number in (0, 1], e.g. 0.0314 or 8/255") from None
-    if not 0 < eps <= 1:
-        raise ConfigError(f"eps={value}: expected 0 < eps <= 1 (pixel units of [0, 1] images, e.g. 8/255)")
-    return eps
-
-
-def check_choice(key: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r}: expected one of {list(allowed)}")
-
-
 def goal_map(a, num_classes: int) -> torch.Tensor | None:
     """Look-up label -> goal class for targeted attacks (``target_class`` or ``target_map``)."""
     if not a.targeted:
         return None
-    tc, tmap = a.target_class, a.target_map
-    if (tc is None) == (not tmap):
-        raise ConfigError("attack.targeted=true needs exactly one of attack.target_class "
-                          "(e.g. 3) or attack.target_map (e.g. {9: 3})")
+    tc, tmap = a.target_class, a.target_map  # exactly one of them (the schema checks)
     lut = torch.arange(256)
     pairs = {c: tc for c in range(num_classes)} if tc is not None else dict(tmap)
     for src, dst in pairs.items():
@@ -127,14 +101,6 @@ def goal_map(a, num_classes: int) -> torch.Tensor | None:
                 raise ConfigError(f"attack.{key}: class {v} out of range, expected 0..{num_classes - 1}")
         lut[int(src)] = int(dst)
     return lut
-
-
-def model_names(cfg) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(attacked models, every evaluated model: the attacked ones first)."""
-    sources = tuple(cfg.source_models or ())
-    if not sources:
-        raise ConfigError("source_models is empty: name at least one model, e.g. source_models=[enet]")
-    return sources, sources + tuple(m for m in (cfg.eval_models or []) if m not in sources)
 
 
 # What a method's own file defines; every other attack key is shared by an ensemble's members.
@@ -147,10 +113,7 @@ def member_config(cfg, member) -> object:
     step count and the member's own overrides."""
     member = dict(member)
     name = member.pop("attack", None)
-    folder = Path(cfg.paths.config_dir) / "attack"
-    if not isinstance(name, str) or not (folder / f"{name}.yaml").is_file() or name == "ensemble":
-        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "ensemble")
-        raise ConfigError(f"attack.members: attack={name!r}: expected one of {known}")
+    folder = Path(cfg.paths.config_dir) / "attack"  # name: an option of it (the schema checks)
     own = OmegaConf.load(folder / f"{name}.yaml")
     own.pop("defaults", None)
     sub = copy.deepcopy(cfg)
@@ -163,49 +126,24 @@ def member_config(cfg, member) -> object:
 
 def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
     """The ``AttackSpec`` of a composed attack config; every check of its keys happens here."""
+    checked = check_attack_config(cfg)  # types, ranges, choices, checks across keys
     a = cfg.attack
     if a.get("members"):
-        if cfg.mode != "per_image":
-            raise ConfigError("attack=ensemble runs per image: set mode=per_image")
         members = tuple(build_attack_spec(member_config(cfg, m), image_size, num_classes)
                         for m in a.members)
         return dataclasses.replace(members[0], method=a.method, members=members,
                                    steps=sum(m.steps for m in members))
-    check_choice("mode", cfg.mode, MODES)
-    check_choice("attack.noise", a.noise, sorted(NOISE_FUNCTIONS))
-    check_choice("attack.init", a.init, INITS)
-    check_choice("attack.label_source", a.label_source, LABEL_SOURCES)
-    check_choice("attack.loss", a.loss, LOSSES)
-    check_choice("attack.balance", a.balance, BALANCES)
-    check_choice("attack.schedule", a.schedule, SCHEDULES)
-    for key in ("best", "early_stop"):
-        if not isinstance(a[key], bool):
-            raise ConfigError(f"attack.{key}={a[key]!r}: expected true or false")
-    steps = a.steps
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ConfigError(f"attack.steps={steps!r}: expected an integer >= 1")
-    if a.max_steps is not None and steps > a.max_steps:
-        raise ConfigError(f"attack.steps={steps}: {a.method} takes at most {a.max_steps} step(s)")
-    for key in ("keep_weight", "norm_weight"):
-        if a[key] < 0:
-            raise ConfigError(f"attack.{key}={a[key]}: expected >= 0")
-    if a.ce_max is not None and a.ce_max <= 0:
-        raise ConfigError(f"attack.ce_max={a.ce_max}: expected > 0 or null")
-    if cfg.get("perturbation") and cfg.mode != "universal":
-        raise ConfigError("perturbation=PATH evaluates a saved universal perturbation: set mode=universal")
-    if cfg.get("task") == "transfer" and len(cfg.source_models or ()) < 2:
-        raise ConfigError("task=transfer needs at least two source_models, e.g. source_models=[enet,erfnet]")
     optimizer = instantiate(a.optimizer)
     if cfg.mode == "universal" and getattr(getattr(optimizer, "func", None), "wants_loss", False):
         raise ConfigError(f"attack={a.method} runs per image (its steps follow each image's loss): "
                           "set mode=per_image")
-    eps = parse_eps(cfg.eps)
-    sources, evaluated = model_names(cfg)
+    sources = tuple(checked.source_models)
+    evaluated = sources + tuple(m for m in checked.eval_models if m not in sources)
     region = build_region(cfg.region, image_size, num_classes, cfg.seed, "region")
     area = build_region(cfg.area, image_size, num_classes, cfg.seed, "area") if cfg.area else None
     return AttackSpec(
-        method=a.method, noise=a.noise, init=a.init, optimizer=optimizer, eps=eps,
-        steps=steps, mode=cfg.mode, region=region, area=area,
+        method=a.method, noise=a.noise, init=a.init, optimizer=optimizer, eps=checked.eps,
+        steps=a.steps, mode=cfg.mode, region=region, area=area,
         image_size=tuple(int(v) for v in image_size), num_classes=num_classes,
         source_models=sources, eval_models=evaluated, goal_map=goal_map(a, num_classes),
         label_source=a.label_source, keep_weight=float(a.keep_weight),

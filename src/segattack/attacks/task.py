@@ -18,9 +18,10 @@ from ..config import load_group_option
 from ..errors import ConfigError, WeightsError
 from ..files.perturbation import load_universal_w, save_perturbation
 from ..files.weights import load_weights
-from ..io import write_text
+from ..io import staged, write_text
 from ..report.metrics_json import SCHEMA_VERSION
 from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
+from ..schema import check_attack_config
 from .module import PerturbationModule
 from .progress import AttackProgressBar
 from .shuffle import EpochShuffle, ShuffleState
@@ -44,10 +45,17 @@ def weights_path(cfg: DictConfig, name: str) -> Path:
 def load_models(cfg: DictConfig, names: list[str], num_classes: int, image_size) -> dict:
     models = {}
     for name in names:
+        try:  # a model config's name fixes the architecture; another name takes the file's
+            arch = load_group_option(cfg, "model", name).name
+        except ConfigError:
+            arch = None
         try:
-            model, _ = load_weights(weights_path(cfg, name), expect_num_classes=num_classes)
+            model, meta = load_weights(weights_path(cfg, name), expect_architecture=arch,
+                                       expect_num_classes=num_classes)
         except WeightsError as err:  # name the key to change, not only the file
             raise WeightsError(f"weights.{name}: {err}") from None
+        if arch is None:
+            log.info("%s: architecture %s, as its weights file says", name, meta["architecture"])
         try:
             model.check_input_size(*image_size)
         except ValueError as err:
@@ -82,6 +90,7 @@ def run_attack(cfg: DictConfig) -> dict:
     """One attack run: fit (universal) or optimise per image, evaluate, write every output."""
     # The frozen models are in eval mode on purpose (docs/design.md, "Attacks"): not worth a warning.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+    check_attack_config(cfg, models_known=True)  # the schema: before any weights or data load
     prepare_run(cfg, verbose_seed=False)
     dm = instantiate(cfg.data)
     spec = build_attack_spec(cfg, dm.image_size, dm.num_classes)  # every attack key checked here
@@ -120,6 +129,7 @@ def run_attack(cfg: DictConfig) -> dict:
             trainer.fit(module, train_dataloaders=fit_loader, ckpt_path=ckpt, **safe_load_kwargs(trainer))
     trainer.test(module, dataloaders=eval_loader, verbose=False)
     seconds = time.perf_counter() - start
+    warn_if_area_empty(module, len(eval_loader.dataset))
     metrics = assemble_metrics(cfg, module, dm, seconds, len(eval_loader.dataset))
     if trainer.is_global_zero:  # DDP: the metrics are synced; one process writes the outputs
         write_outputs(cfg, out, module, dm, metrics, logger)
@@ -127,6 +137,16 @@ def run_attack(cfg: DictConfig) -> dict:
     if callable(finish):  # W&B: close the run now, so its messages come before our summary
         finish()
     return metrics
+
+
+def warn_if_area_empty(module: PerturbationModule, num_images: int) -> None:
+    """A run whose area holds no valid pixel in any image (e.g. a class absent from the split)
+    can finish, but its success rates measure nothing: say so."""
+    spec = module.spec
+    if int(module.evaluation.rates[spec.eval_models[0]].n_in) == 0:
+        log.warning("the area (%s) holds no valid pixel in any of the %d evaluated images: asr and "
+                    "fooling_rate measure nothing (choose classes present in eval_split)",
+                    (spec.area or spec.region).describe(), num_images)
 
 
 def target_fields(a) -> dict:
@@ -173,16 +193,18 @@ def write_outputs(cfg, out: Path, module, dm, metrics: dict, logger) -> None:
     meta = {"method": spec.method, "mode": spec.mode, "eps": spec.eps,
             "region": spec.region.describe(), "source_models": list(spec.source_models),
             "image_size": list(spec.image_size), "dataset": dm.name}
-    save_perturbation(out / "perturbation.safetensors", perturbation_tensors(module), meta)
-    (out / "figures").mkdir(exist_ok=True)
-    figures = []
-    for i, s in enumerate(module.evaluation.figure_samples):
-        figures.append(attack_panel(out / "figures" / f"sample_{i}.png", s["image"], s["x_adv"],
-                                    s["target"], s["clean"], s["adv"], dm.palette, dm.class_names,
-                                    area=s["area"], title=f"{spec.method}, eps={spec.eps * 255:.1f}/255"))
-    write_metrics(out / "metrics.json", metrics)
-    write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=False))
-    write_report(out, metrics, figures)
+    with staged(out) as stage:  # every output appears only once all of them are written
+        save_perturbation(stage / "perturbation.safetensors", perturbation_tensors(module), meta)
+        (stage / "figures").mkdir()
+        staged_figures = [
+            attack_panel(stage / "figures" / f"sample_{i}.png", s["image"], s["x_adv"], s["target"],
+                         s["clean"], s["adv"], dm.palette, dm.class_names, area=s["area"],
+                         title=f"{spec.method}, eps={spec.eps * 255:.1f}/255")
+            for i, s in enumerate(module.evaluation.figure_samples)]
+        write_metrics(stage / "metrics.json", metrics)
+        write_text(stage / "config.yaml", OmegaConf.to_yaml(cfg, resolve=False))
+        write_report(stage, metrics, staged_figures)  # links relative to the folder: still valid
+    figures = [out / "figures" / Path(f).name for f in staged_figures]
     if logger and hasattr(logger, "log_metrics"):
         flat = {f"{m}/{k}": v for m, d in metrics["per_model"].items() for k, v in d.items()}
         flat.update({f"joint/{k}": v for k, v in metrics["joint"].items()})
@@ -198,6 +220,7 @@ def run_transfer(cfg: DictConfig) -> dict:
     """Craft on each single model and on the joint set; evaluate on all: the asr matrix."""
     from ..report import transfer_heatmap, write_transfer
 
+    check_attack_config(cfg, models_known=True)
     dm = instantiate(cfg.data)
     build_attack_spec(cfg, dm.image_size, dm.num_classes)  # every key checked before any run starts
     models = list(cfg.source_models)

@@ -28,7 +28,10 @@ def read_png(path: Path, mode: str) -> np.ndarray:
         with Image.open(path) as im:
             if mode == "RGB":
                 im = im.convert("RGB")
-            elif im.mode not in ("L", "P", "I;16", "I"):
+            elif im.mode == "F":
+                raise DataError(f"{path}: label image holds floating-point values, expected "
+                                "integer class ids")
+            elif im.mode not in ("L", "P", "I;16", "I;16B", "I;16L", "I"):
                 raise DataError(f"{path}: label image has mode {im.mode}, expected one channel")
             return np.array(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -69,7 +72,11 @@ class SegmentationDataset(Dataset):
         """The label map of a sample as class ids (no transform), validated."""
         path = self.pairs[index][1]
         raw = read_png(path, "L")
-        label = self.lut[raw]
+        if raw.dtype.kind not in "ui":  # e.g. a float array from a custom reader
+            raise DataError(f"{path}: label values of type {raw.dtype}, expected integer class ids")
+        # any integer type and range: values outside the table (negative, > 65535) map to no class
+        inside = (raw >= 0) & (raw < len(self.lut))
+        label = np.where(inside, self.lut[np.where(inside, raw, 0)], _INVALID).astype(np.uint8)
         if (label == _INVALID).any():
             bad = np.unique(raw[label == _INVALID])[:5].tolist()
             valid = sorted(int(v) for v in np.flatnonzero(self.lut != _INVALID)[:40])

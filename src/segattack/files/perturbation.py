@@ -33,6 +33,8 @@ def load_universal_w(path: str | Path, shape, method: str, describe_fit: str) ->
     if tuple(w.shape) != tuple(shape):
         raise WeightsError(f"{path}: perturbation of shape {list(w.shape)} does not fit this run "
                            f"(expected {list(shape)} for {describe_fit})")
+    if not w.is_floating_point() or not torch.isfinite(w).all():
+        raise WeightsError(f"{path}: w holds NaN or infinite values (expected finite numbers)")
     if meta.get("method") and meta["method"] != method:
         raise ConfigError(f"attack.method={method!r}: {path} was made with "
                           f"{meta['method']!r}; run with attack={meta['method']}")

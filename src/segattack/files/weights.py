@@ -1,8 +1,24 @@
-"""Model weight files: safetensors with the metadata the attack side needs (no pickle, no Lightning)."""
+"""Model weight files: safetensors with the metadata the attack side needs (no pickle, no Lightning).
+
+A file is checked as a whole before it is used: its metadata against a schema (architecture
+registered, ``num_classes`` an integer, ``mean``/``std`` three numbers ...), its tensors finite
+and of the names and shapes the architecture has; every message names the file and stays short.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+import torch
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import WeightsError
 from ..models.registry import MODELS, create_model
@@ -11,6 +27,33 @@ from .tensorfile import read_metadata as read_file_metadata
 from .tensorfile import read_tensors, write_tensor_file
 
 REQUIRED_KEYS = ("architecture", "num_classes", "class_names", "mean", "std", "input_size")
+SHOWN = 3  # names listed in a message before "and N more"
+
+
+class WeightsMeta(BaseModel):
+    """The metadata every weights file must hold (others, e.g. val mIoU, are kept as they are)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    architecture: str
+    num_classes: Annotated[int, Field(gt=0)]
+    class_names: list[str]
+    mean: Annotated[list[float], Field(min_length=3, max_length=3)]
+    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)]
+    input_size: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=2, max_length=2)]
+
+    @field_validator("architecture")
+    @classmethod
+    def _registered(cls, value):
+        if value not in MODELS:
+            raise ValueError(f"not a registered architecture (expected one of {sorted(MODELS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _names(self):
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} names for num_classes={self.num_classes}")
+        return self
 
 
 def save_weights(model: NormalizedModel, path: str | Path, **metadata) -> Path:
@@ -26,13 +69,48 @@ def save_weights(model: NormalizedModel, path: str | Path, **metadata) -> Path:
     return write_tensor_file(path, model.state_dict(), meta)
 
 
+def _listed(names) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+    return f"{names[:SHOWN]}{more}"
+
+
 def read_metadata(path: str | Path) -> dict:
-    """The metadata of a weights file, decoded, with errors that name the file."""
+    """The metadata of a weights file, decoded and checked, with errors that name the file."""
+    from ..schema.validate import as_typed, expected_text
+
     meta = read_file_metadata(path, "weights")
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise WeightsError(f"{path}: metadata lacks {missing} (was it written by segattack?)")
+    try:
+        WeightsMeta.model_validate(meta)
+    except ValidationError as err:
+        e = err.errors(include_url=False)[0]
+        msg = expected_text(e)
+        key = str(e["loc"][0]) if e["loc"] else None
+        where = f"metadata {key}={as_typed(meta[key])}" if key in meta else "metadata"
+        raise WeightsError(f"{path}: {where}: {msg}") from None
     return meta
+
+
+def check_tensors(path, state: dict[str, torch.Tensor], model: torch.nn.Module, what: str) -> None:
+    """The file's tensors fit ``model`` (names and shapes) and are finite; messages stay short."""
+    expected = model.state_dict()
+    missing = set(expected) - set(state)
+    unexpected = set(state) - set(expected)
+    if missing or unexpected:
+        parts = ([f"{len(missing)} missing ({_listed(missing)})"] if missing else []) + \
+                ([f"{len(unexpected)} unexpected ({_listed(unexpected)})"] if unexpected else [])
+        raise WeightsError(f"{path}: tensors do not fit a {what}: {', '.join(parts)}")
+    wrong = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise WeightsError(f"{path}: tensors do not fit a {what}: {len(wrong)} of other shape, e.g. "
+                           f"{k} {list(state[k].shape)} (expected {list(expected[k].shape)})")
+    bad = [k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise WeightsError(f"{path}: {len(bad)} tensor(s) hold NaN or infinite values ({_listed(bad)})")
 
 
 def load_weights(path: str | Path, expect_architecture: str | None = None,
@@ -40,21 +118,17 @@ def load_weights(path: str | Path, expect_architecture: str | None = None,
     """Build the architecture named in the file's metadata and load its weights.
 
     Returns ``(model in eval mode, metadata)``. Raises ``WeightsError`` naming the file when it is
-    missing, truncated, of another architecture or class count than expected.
+    missing, truncated, malformed, of another architecture or class count than expected, or
+    holds non-finite tensors.
     """
     meta = read_metadata(path)
     arch, classes = meta["architecture"], int(meta["num_classes"])
-    if arch not in MODELS:
-        raise WeightsError(f"{path}: architecture {arch!r} is not registered ({sorted(MODELS)})")
     if expect_architecture is not None and arch != expect_architecture:
         raise WeightsError(f"{path}: holds a {arch} model, expected {expect_architecture}")
     if expect_num_classes is not None and classes != expect_num_classes:
         raise WeightsError(f"{path}: model has {classes} classes, the data has {expect_num_classes}")
     state = read_tensors(path)
     model = NormalizedModel(create_model(arch, classes), meta["mean"], meta["std"])
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0:2]
-        raise WeightsError(f"{path}: tensors do not fit a {arch} with {classes} classes ({' '.join(first)})") from None
+    check_tensors(path, state, model, f"{arch} with {classes} classes")
+    model.load_state_dict(state)
     return model.eval(), meta

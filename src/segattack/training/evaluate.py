@@ -23,9 +23,7 @@ from ..io import atomic_write
 from ..labels import IGNORE_INDEX
 from ..metrics.iou import SegmentationIoU
 from ..run import prepare_run
-from .export import EXPORT_MODES
-
-TASKS = ("train", "evaluate")
+from ..schema import check_train_config
 
 
 @torch.inference_mode()
@@ -68,19 +66,6 @@ def evaluate_weights(path: str | Path, dm, split: str, channels_last="auto") -> 
     out = evaluate(model, loader, dm.num_classes)
     return {**out, "weights": str(path), "epoch": meta.get("epoch"), "export": meta.get("export"),
             "val_miou": meta.get("val_miou"), "num_images": len(loader.dataset)}
-
-
-def check_options(cfg: DictConfig) -> None:
-    """Config mistakes stop before any data is read or any epoch is trained."""
-    if cfg.get("task", "train") not in TASKS:
-        raise ConfigError(f"task={cfg.task!r}: expected one of {list(TASKS)}")
-    if cfg.get("export", "best") not in EXPORT_MODES:
-        raise ConfigError(f"export={cfg.export!r}: expected one of {list(EXPORT_MODES)}")
-    split = cfg.get("eval_split")
-    if split is not None and not isinstance(split, str):
-        raise ConfigError(f"eval_split={split!r}: expected a split name such as val or test, or null")
-    if not list(cfg.models):
-        raise ConfigError("models is empty: name at least one architecture, e.g. models=[enet]")
 
 
 def check_split(dm, split: str) -> None:
@@ -142,7 +127,7 @@ def run(cfg: DictConfig) -> dict:
     """
     from hydra.utils import instantiate
 
-    check_options(cfg)
+    check_train_config(cfg)  # the schema: before any data is read or any epoch is trained
     prepare_run(cfg, verbose_seed=False)
     split = cfg.get("eval_split")
     if cfg.get("task", "train") == "evaluate":

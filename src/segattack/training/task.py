@@ -11,10 +11,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import load_group_option
-from ..errors import ConfigError
 from ..files.weights import load_weights, read_metadata
 from ..models import NormalizedModel, create_model
 from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
+from ..schema import check_train_config
 from .class_weights import class_weights
 from .export import ExportBestWeights
 from .module import SegmentationModule
@@ -80,8 +80,7 @@ def train_one(cfg: DictConfig, name: str) -> dict:
 
 
 def train(cfg: DictConfig) -> list[dict]:
-    """Train ``cfg.models`` in order (e.g. ``[enet, erfnet]``)."""
+    """Train ``cfg.models`` in order (e.g. ``[enet, erfnet]``), the config checked first."""
+    check_train_config(cfg)  # the schema: before any data or weights load
     models = list(cfg.models)
-    if not models:
-        raise ConfigError("models is empty: name at least one architecture, e.g. models=[enet]")
     return [train_one(cfg, name) for name in models]
