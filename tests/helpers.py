@@ -142,7 +142,7 @@ def run_until_file_then_kill(args: list[str], path: Path, timeout: float = 300) 
 SIZE = (48, 64)  # smallest synthetic size ENet takes (multiples of 8, at least 32)
 
 # 16 fit images (2 batches), 8 eval images, one figure, one random ENet (``weights`` fixture).
-SMALL_ATTACK = ["data=synthetic", f"data.image_size=[{SIZE[0]},{SIZE[1]}]", "data.num_train=16",
+SMALL_ATTACK = ["attack=tanh", "data=synthetic", f"data.image_size=[{SIZE[0]},{SIZE[1]}]", "data.num_train=16",
                 "data.num_val=8", "data.num_test=4", "source_models=[enet]", "weights.erfnet=null",
                 "logger=none", "torch_threads=1", "num_figures=1", "trainer.enable_progress_bar=false",
                 "+trainer.enable_model_summary=false"]
@@ -217,7 +217,7 @@ def assert_same_numbers(a: dict, b: dict, tol: float = 1e-5, where: str = ""):
 # --- tiny end-to-end runs of the entry points (console, sweep, help, W&B tests) -----------------
 # Untrained 5-class ENets (the runs need models, not good ones) and overrides that take seconds.
 TINY_SIZE = (32, 48)
-TINY = ["data=synthetic", f"data.image_size=[{TINY_SIZE[0]},{TINY_SIZE[1]}]", "data.num_train=4",
+TINY = ["attack=tanh", "data=synthetic", f"data.image_size=[{TINY_SIZE[0]},{TINY_SIZE[1]}]", "data.num_train=4",
         "data.num_val=2", "data.batch_size=2", "torch_threads=1",
         "+trainer.enable_model_summary=false", "attack.steps=2"]
 

@@ -27,7 +27,7 @@ from segattack.report import check_transfer, validate_metrics
 EPS = "8/255"
 PATCH = (16, 24)
 NUM_VAL = 4
-BASE = ["data=synthetic", f"data.image_size=[{TRAIN_SIZE[0]},{TRAIN_SIZE[1]}]",
+BASE = ["attack=tanh", "data=synthetic", f"data.image_size=[{TRAIN_SIZE[0]},{TRAIN_SIZE[1]}]",
         "data.num_train=8", f"data.num_val={NUM_VAL}", "data.batch_size=4", "logger=none",
         "torch_threads=1", "trainer.enable_progress_bar=false",
         "+trainer.enable_model_summary=false", f"eps={EPS}", "num_figures=2"]

@@ -24,7 +24,7 @@ def examples(page: str) -> list[str]:
 def test_attack_help_teaches_the_main_keys():
     page = run_entry("attack.py", "--help").stdout
     assert page.startswith("attack.py: adversarial attacks on semantic-segmentation models")
-    for line in ("attack=tanh  method: apgd, clip, ensemble, fgsm, ifgsm, pgd, sigmoid, tanh", "eps=4/255  L-inf bound",
+    for line in ("attack=pgd  method: apgd, clip, ensemble, fgsm, ifgsm, pgd, sigmoid, tanh", "eps=4/255  L-inf bound",
                  "mode=per_image", "attack.steps=10", "source_models=[enet,erfnet]", "region=box",
                  "data=sample  camvid, cityscapes, sample, synthetic", "logger=wandb", "verbose=false",
                  "experiment=null  a preset of the paper's: hide_pedestrians, paper_baselines"):

@@ -76,7 +76,8 @@ def test_demo_attack_beats_the_clean_error_on_both_models(demo_run):
     out, stdout = demo_run
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["source_models"] == ["enet", "erfnet"]
-    assert metrics["attack"]["method"] == "tanh" and metrics["attack"]["mode"] == "per_image"
+    assert metrics["attack"]["method"] == "pgd" and metrics["attack"]["mode"] == "per_image"
+    assert metrics["attack"]["loss"] == "margin"  # the measured strongest default
     for name in ("enet", "erfnet"):
         m = metrics["per_model"][name]
         assert m["asr"] > m["clean_error_in_area"] + 0.02, (name, m)
