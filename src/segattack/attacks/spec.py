@@ -191,8 +191,8 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
             raise ConfigError(f"attack.{key}={a[key]}: expected >= 0")
     if a.ce_max is not None and a.ce_max <= 0:
         raise ConfigError(f"attack.ce_max={a.ce_max}: expected > 0 or null")
-    if cfg.get("perturbation") and cfg.mode != "universal":
-        raise ConfigError("perturbation=PATH evaluates a saved universal perturbation: set mode=universal")
+    # perturbation=PATH: a universal file (mode=universal) or a per-image set (mode=per_image);
+    # which one, and how it was made, is checked against the run in attacks/task.py.
     if cfg.get("task") == "transfer" and len(cfg.source_models or ()) < 2:
         raise ConfigError("task=transfer needs at least two source_models, e.g. source_models=[enet,erfnet]")
     optimizer = instantiate(a.optimizer)
