@@ -162,7 +162,9 @@ class AttackRates(Metric):
             setattr(self, name, getattr(self, name) + value.sum())
 
     def counts(self) -> dict[str, int]:
-        return {name: int(getattr(self, name)) for name in RATE_COUNTS}
+        """The pixel counts, summed over DDP processes (every process must call it)."""
+        with self.sync_context():
+            return {name: int(getattr(self, name)) for name in RATE_COUNTS}
 
     def compute(self) -> dict[str, torch.Tensor]:
         return rates_from_counts({name: getattr(self, name) for name in RATE_COUNTS})
@@ -214,7 +216,9 @@ class JointRates(Metric):
             setattr(self, name, getattr(self, name) + value.sum())
 
     def counts(self) -> dict[str, int]:
-        return {name: int(getattr(self, name)) for name in JOINT_COUNTS}
+        """The pixel counts, summed over DDP processes (every process must call it)."""
+        with self.sync_context():
+            return {name: int(getattr(self, name)) for name in JOINT_COUNTS}
 
     def compute(self) -> dict[str, torch.Tensor]:
         return joint_from_counts({name: getattr(self, name) for name in JOINT_COUNTS})
