@@ -286,3 +286,32 @@ def test_ddp_counts_each_image_once_with_an_odd_split(weights, tmp_path):
     rows = (tmp_path / "ddp" / "per_image.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(7))
     assert ddp.stdout.count("joint asr_all") == 1  # one summary, from rank 0
+
+
+def test_collect_and_report_show_the_new_columns(tmp_path):
+    from segattack.report import write_metrics, write_report
+    from segattack.report.collect import HEADER, collect_table
+
+    y = torch.tensor([[[0, 1, 2, 3]]])
+    area = torch.ones_like(y, dtype=torch.bool)
+    _, r = evaluate(y, area, {"a": torch.tensor([[[0, 1, 2, 0]]])}, {"a": torch.tensor([[[1, 1, 2, 0]]])})
+    # asr 2/4 (pixels 0 and 3), on correct 1/3 (pixel 0 of the right 0, 1, 2)
+    metrics = {"schema": 1, "attack": {"method": "tanh", "mode": "per_image", "eps": 4 / 255,
+                                       "steps": 1, "region": "full", "area": "full",
+                                       "targeted": False, "target_class": None},
+               "source_models": ["a"],
+               "data": {"name": "x", "fit_split": None, "eval_split": "val", "num_images": 1},
+               **r, "runtime": {"seconds": 1.0, "images_per_second": 1.0}}
+    run = tmp_path / "run"
+    run.mkdir()
+    write_metrics(run / "metrics.json", metrics)
+    table = collect_table([run])
+    header = HEADER.splitlines()[0].split(" | ")
+    row = table.splitlines()[2].split(" | ")
+    assert len(row) == len(header)  # no stray column separator in a cell
+    cell = dict(zip(header, row))
+    assert cell["asr"] == "50.0%" and cell["asr on correct"] == "33.3%"
+    assert cell["asr 95% CI"] == "[50.0%, 50.0%]"  # one image: no spread
+    assert cell["pixels in area"] == "4" and cell["collateral"] == "–"  # full frame: no outside
+    text = write_report(run, metrics, []).read_text()
+    assert "| 50.0% | [50.0, 50.0]% | 25.0% | 33.3% |" in text  # asr, CI, clean error, on correct

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 COLUMNS = ("run", "method", "mode", "eps", "steps", "model", "clean mIoU", "adv mIoU", "asr",
-           "asr 95% CI", "clean err", "asr|correct", "fooling", "collateral", "pixels in area",
-           "asr_all", "asr_all 95% CI", "asr_all|correct")
+           "asr 95% CI", "clean err", "asr on correct", "fooling", "collateral", "pixels in area",
+           "asr_all", "asr_all 95% CI", "asr_all on correct")
 HEADER = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS)
 
 
