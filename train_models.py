@@ -2,6 +2,7 @@
 
     python train_models.py                      # enet then erfnet on CamVid
     python train_models.py models=[enet] data=synthetic trainer.max_epochs=5
+    python train_models.py task=evaluate eval_split=test   # the shipped weights on CamVid test
 """
 
 from pathlib import Path
@@ -16,10 +17,15 @@ register_resolvers(Path(__file__).resolve().parent)
 @hydra.main(version_base="1.3", config_path="configs", config_name="train_models")
 def main(cfg):
     from segattack.cli import run_task
-    from segattack.training.task import train
+    from segattack.training.evaluate import format_report, run
 
-    for r in run_task(train, cfg):
-        print(f"{r['model']}: best val mIoU {r['best_val_miou']}, weights: {r['weights']}")
+    out = run_task(run, cfg)
+    for r in out["train"] or []:
+        exported = (f" (export {r['export']}: epoch {r['exported_epoch']}, val mIoU {r['exported_val_miou']})"
+                    if r["weights"] else "")
+        print(f"{r['model']}: best val mIoU {r['best_val_miou']}, weights: {r['weights']}{exported}")
+    if out["eval"]:
+        print(format_report(out["eval"]))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import DataError
 from ..labels import CAMVID_CLASSES, CAMVID_PALETTE, IGNORE_INDEX
 from .base import SegmentationDataModule, label_lut, pair_by_name
 
@@ -26,7 +27,12 @@ class CamVidDataModule(SegmentationDataModule):
         self.root = Path(root).expanduser()
 
     def pairs(self, split: str):
-        return pair_by_name(self.root / split, self.root / f"{split}annot")
+        images, labels = self.root / split, self.root / f"{split}annot"
+        for folder in (images, labels):
+            if not folder.is_dir():  # say what the layout wants, e.g. for test/ which is optional
+                raise DataError(f"{folder}: folder not found (CamVid split {split!r} expects "
+                                f"{images}/ with the images and {labels}/ with same-named label PNGs)")
+        return pair_by_name(images, labels)
 
     def lut(self):
         return label_lut({**{c: c for c in range(11)}, 11: IGNORE_INDEX})

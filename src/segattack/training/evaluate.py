@@ -1,13 +1,31 @@
-"""Evaluate a model on a split: mIoU and per-class IoU, no Lightning needed."""
+"""Evaluate models on a split: mIoU and per-class IoU, no Lightning needed.
+
+``run(cfg)`` is what ``train_models.py`` calls: ``task=train`` trains (and, with ``eval_split``,
+then evaluates the exported weights on that split); ``task=evaluate`` only evaluates
+``weights.<name>`` (the shipped weights by default) on ``eval_split`` (val by default).
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import torch
+from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..config import load_group_option
+from ..errors import ConfigError, WeightsError
+from ..files.weights import load_weights
+from ..io import atomic_write
 from ..labels import IGNORE_INDEX
 from ..metrics.iou import SegmentationIoU
+from ..run import prepare_run
+from .export import EXPORT_MODES
+
+TASKS = ("train", "evaluate")
 
 
 @torch.inference_mode()
@@ -21,3 +39,125 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int) -> dict:
     model.train(was_training)
     out = iou.compute()
     return {"miou": float(out["miou"]), "per_class": out["per_class"].tolist()}
+
+
+def weights_path(cfg: DictConfig, name: str) -> Path:
+    """``weights.<name>`` if given, else the ``weights`` entry of ``configs/model/<name>.yaml``."""
+    explicit = (cfg.get("weights") or {}).get(name)
+    if explicit:
+        return Path(explicit)
+    model_cfg = load_group_option(cfg, "model", name)
+    if not model_cfg.get("weights"):
+        raise ConfigError(f"weights.{name}: configs/model/{name}.yaml names no weights; give weights.{name}=PATH")
+    return Path(model_cfg.weights)
+
+
+def evaluate_weights(path: str | Path, dm, split: str, channels_last="auto") -> dict:
+    """Load a weights file and evaluate it (fp32, no augmentation) on ``split`` of ``dm``.
+
+    Returns ``{"miou", "per_class", "weights", "epoch", "export", "val_miou", "num_images"}``; the
+    last few come from the file's metadata (None where it has none, e.g. the original shipped files).
+    """
+    model, meta = load_weights(path, expect_num_classes=dm.num_classes)
+    try:
+        model.check_input_size(*dm.image_size)
+    except ValueError as err:
+        raise ConfigError(f"data.image_size={list(dm.image_size)}: {err}") from None
+    model.use_channels_last(channels_last)
+    loader = dm.dataloader(split, train=False)
+    out = evaluate(model, loader, dm.num_classes)
+    return {**out, "weights": str(path), "epoch": meta.get("epoch"), "export": meta.get("export"),
+            "val_miou": meta.get("val_miou"), "num_images": len(loader.dataset)}
+
+
+def check_options(cfg: DictConfig) -> None:
+    """Config mistakes stop before any data is read or any epoch is trained."""
+    if cfg.get("task", "train") not in TASKS:
+        raise ConfigError(f"task={cfg.task!r}: expected one of {list(TASKS)}")
+    if cfg.get("export", "best") not in EXPORT_MODES:
+        raise ConfigError(f"export={cfg.export!r}: expected one of {list(EXPORT_MODES)}")
+    split = cfg.get("eval_split")
+    if split is not None and not isinstance(split, str):
+        raise ConfigError(f"eval_split={split!r}: expected a split name such as val or test, or null")
+    if not list(cfg.models):
+        raise ConfigError("models is empty: name at least one architecture, e.g. models=[enet]")
+
+
+def check_split(dm, split: str) -> None:
+    """Raise the data set's one-line error (naming the folder) where ``split`` is absent."""
+    try:
+        dm.dataset(split, train=False)
+    except ValueError as err:  # e.g. the synthetic set's unknown split name
+        raise ConfigError(f"eval_split={split!r}: {err}") from None
+
+
+def evaluate_models(cfg: DictConfig, paths: dict[str, str | Path], split: str) -> dict:
+    """Evaluate each ``name -> weights file`` on ``split``; also written to ``eval_<split>.json``."""
+    from hydra.utils import instantiate
+
+    dm = instantiate(cfg.data)
+    check_split(dm, split)
+    models = {}
+    for name, path in paths.items():
+        try:
+            models[name] = evaluate_weights(path, dm, split, cfg.get("channels_last", "auto"))
+        except WeightsError as err:  # name the key to change, not only the file
+            raise WeightsError(f"weights.{name}: {err}") from None
+    report = {"dataset": dm.name, "split": split, "image_size": list(dm.image_size),
+              "precision": "fp32", "class_names": list(dm.class_names), "models": models}
+    out = Path(cfg.paths.output_dir) / f"eval_{split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # NaN (a class absent from the split and never predicted) is written as null: strict JSON.
+    clean = json.loads(json.dumps(report), parse_constant=lambda _: None)
+    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(clean, indent=2) + "\n"))
+    report["path"] = str(out)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as printed: a header, a markdown table (model, mIoU, per-class IoU in %), sources."""
+    def pct(v):
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+    names = report["class_names"]
+    first = next(iter(report["models"].values()))
+    h, w = report["image_size"]
+    lines = [f"{report['dataset']} {report['split']} split: {first['num_images']} images at {h}x{w}, "
+             f"{report['precision']}; IoU in %",
+             "| model | mIoU | " + " | ".join(names) + " |",
+             "|---" * (len(names) + 2) + "|"]
+    for name, r in report["models"].items():
+        lines.append(f"| {name} | {100 * r['miou']:.2f} | " + " | ".join(pct(v) for v in r["per_class"]) + " |")
+    for name, r in report["models"].items():
+        made = "" if r["epoch"] is None else f" (epoch {r['epoch']}, export {r['export'] or 'best'})"
+        lines.append(f"{name}: {r['weights']}{made}")
+    lines.append(f"written to {report['path']}")
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig) -> dict:
+    """``task=train`` (then, with ``eval_split``, evaluate what it exported) or ``task=evaluate``.
+
+    Returns ``{"train": [per-model results] or None, "eval": report or None}``.
+    """
+    from hydra.utils import instantiate
+
+    check_options(cfg)
+    prepare_run(cfg, verbose_seed=False)
+    split = cfg.get("eval_split")
+    if cfg.get("task", "train") == "evaluate":
+        paths = {name: weights_path(cfg, name) for name in cfg.models}
+        return {"train": None, "eval": evaluate_models(cfg, paths, split or "val")}
+
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from .task import train
+
+    if split is not None:  # a missing split stops the run now, not after hours of training
+        check_split(instantiate(cfg.data), split)
+    results = train(cfg)
+    report = None
+    if split is not None and rank_zero_only.rank == 0:  # DDP: every rank trains, one reports
+        paths = {r["model"]: r["weights"] for r in results if r["weights"]}
+        report = evaluate_models(cfg, paths, split) if paths else None
+    return {"train": results, "eval": report}

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import load_group_option
 from ..errors import ConfigError
-from ..files.weights import load_weights
+from ..files.weights import load_weights, read_metadata
 from ..models import NormalizedModel, create_model
 from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
 from .class_weights import class_weights
@@ -25,13 +25,18 @@ log = logging.getLogger(__name__)
 def build_trainer(cfg: DictConfig, name: str, ckpt_dir: Path, export: ExportBestWeights) -> L.Trainer:
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor="val/miou", mode="max",
-        save_top_k=1, save_last=True, auto_insert_metric_name=False)
+        save_top_k=1, auto_insert_metric_name=False)
+    # last.ckpt of every epoch, for resuming. Not save_last=True above: Lightning writes that one
+    # only when a best checkpoint is written in the same step, so on a flat val curve it stays
+    # at the best epoch and a resume would redo every epoch since.
+    last = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None,
+                                               save_top_k=1, enable_version_counter=False)
     logger = build_logger(cfg, name)
     extra = {}
     if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg.trainer.get("accelerator", "auto")):
         log.warning("sync_batchnorm needs CUDA: off for accelerator=%s", cfg.trainer.get("accelerator"))
         extra["sync_batchnorm"] = False  # torch's SyncBatchNorm raises on CPU modules (DDP with gloo)
-    return instantiate(cfg.trainer, callbacks=[checkpoint, export], logger=logger, **extra)
+    return instantiate(cfg.trainer, callbacks=[checkpoint, last, export], logger=logger, **extra)
 
 
 def _uses_cuda(accelerator) -> bool:
@@ -59,13 +64,17 @@ def train_one(cfg: DictConfig, name: str) -> dict:
         Path(cfg.paths.weights_dir) / f"{name}.safetensors",
         {"architecture": model_cfg.name, "num_classes": dm.num_classes,
          "class_names": list(dm.class_names), "input_size": list(dm.image_size),
-         "dataset": dm.name, "seed": cfg.seed})
+         "dataset": dm.name, "seed": cfg.seed},
+        mode=cfg.get("export", "best"))
     trainer = build_trainer(cfg, name, out_dir / "checkpoints" / name, export)
     ckpt = resume_checkpoint(out_dir / "checkpoints" / name) if cfg.resume else None
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt, **safe_load_kwargs(trainer))
     result = {"model": name, "best_val_miou": export.best if export.best > -1 else None,
               "weights": str(export.path) if export.path.exists() else None,
-              "epochs": trainer.current_epoch}
+              "epochs": trainer.current_epoch, "export": export.mode}
+    if result["weights"]:  # what the file holds (after a resume the callback may not have written it)
+        meta = read_metadata(export.path)
+        result.update(exported_epoch=meta.get("epoch"), exported_val_miou=meta.get("val_miou"))
     log.info("%s: best val mIoU %s, weights in %s", name, result["best_val_miou"], result["weights"])
     return result
 
