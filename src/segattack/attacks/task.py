@@ -325,7 +325,11 @@ def run_transfer(cfg: DictConfig) -> dict:
         OmegaConf.update(sub, "paths.output_dir", str(out / name))
         m = run_attack(sub)
         rows.append(name)
-        asr.append([m["per_model"][t]["asr"] for t in models])
+        row = [m["per_model"][t]["asr"] for t in models]
+        if None in row:  # an empty area: nothing to put in the matrix (never a 0)
+            raise ConfigError(f"task=transfer: the area holds no pixel to score for {name}; "
+                              "check area/region")
+        asr.append(row)
     write_transfer(out / "transfer.json", rows, models, asr)
     transfer_heatmap(out / "transfer.png", rows, models, asr)
     return {"rows": rows, "cols": models, "asr": asr}
