@@ -16,6 +16,8 @@ register_resolvers(Path(__file__).resolve().parent)
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="attack")
 def main(cfg):
+    from lightning.pytorch.utilities import rank_zero_only
+
     from segattack.console import quiet_console
 
     quiet_console(cfg.verbose)
@@ -31,8 +33,10 @@ def main(cfg):
             print(f"  {row:>16}: " + "  ".join(f"{v:6.1%}" for v in values))
         print(f"transfer matrix: {out / 'transfer.json'}  heatmap: {out / 'transfer.png'}")
     else:
-        print(summary_table(run_task(run_attack, cfg)))
-        print(f"report: {out / 'report.md'}")
+        metrics = run_task(run_attack, cfg)
+        if rank_zero_only.rank == 0:  # DDP: one summary, from the process that wrote the outputs
+            print(summary_table(metrics))
+            print(f"report: {out / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,8 @@ def test_universal_run_writes_every_output(universal_run):
     assert m["attack"]["region"] == f"box {PATCH[0]}x{PATCH[1]} (random)"
     assert m["source_models"] == ["enet"] and list(m["per_model"]) == ["enet"]
     assert m["data"] == {"name": "synthetic", "fit_split": "train", "eval_split": "val",
-                         "num_images": NUM_VAL}
+                         "num_images": NUM_VAL, "batch_size": 4}
+    assert m["attack"]["seed"] == 0 and m["attack"]["eval_placement"] == "region: per image index, seed 0"
     assert 0 < m["perturbation"]["linf"] <= 8 / 255 + 1e-6
 
     # the perturbation file: a patch-sized w and its delta, with the run's settings

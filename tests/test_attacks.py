@@ -342,20 +342,25 @@ def test_universal_perturbation_is_shared_by_all_images(small_data):
                                    atol=1e-6, rtol=0)
 
 
-def test_random_boxes_restart_at_each_evaluation(small_data):
-    """The evaluation places random boxes as a fresh region would, whatever the fit drew."""
+def test_random_boxes_are_placed_per_image_index_at_evaluation(small_data):
+    """The evaluation places random boxes by image index (``place_at``), not by continuing (or
+    restarting) the fit's draws, so a second evaluation lands at the same places."""
     dm, x, y = small_data
     module = make_module({"m": tiny_model(0)}, *attack_args("tanh", 3, EPS, 1.0), "mode=universal",
                          *RANDOM_BOX, image_size=SMALL)
-    drawn = record_origins(module.spec.region)
+    region = module.spec.region
+    drawn = record_origins(region)
+    at = []
+    place_at = region.place_at
+    region.place_at = lambda index: at.append(place_at(index)) or at[-1]
     first = run_module(module, dm)
-    assert len(drawn) == 4  # three fit batches, one evaluation batch
-    assert torch.equal(drawn[-1], BoxRegion(BOX, SMALL, "random", seed=5).place(len(y)))
-    ev = module.evaluation
-    for metric in [*ev.rates.values(), *ev.clean_iou.values(), *ev.adv_iou.values(), ev.joint, ev.size]:
-        metric.reset()
+    assert len(drawn) == 3 and len(at) == 1  # three fit batches draw; the evaluation does not
+    fresh = BoxRegion(BOX, SMALL, "random", seed=5)
+    assert torch.equal(at[0], fresh.place_at(torch.arange(len(y))))
+    assert not torch.equal(at[0], fresh.place(len(y)))  # not the fit's first places
+    module.evaluation.reset()
     quiet_trainer().test(module, dataloaders=dm.dataloader("val", train=False), verbose=False)
-    assert torch.equal(drawn[-1], drawn[-2])
+    assert torch.equal(at[-1], at[-2])
     assert module.results() == first
 
 

@@ -28,6 +28,14 @@ def as_floats(result: dict) -> dict:
     return {k: float(v) for k, v in result.items()}
 
 
+NAN = math.nan
+
+
+def approx(expected: dict):
+    """``pytest.approx`` where NaN (a rate with nothing to count) equals NaN."""
+    return pytest.approx(expected, nan_ok=True)
+
+
 # One 1x2x3 case shared by the AttackRates tests. Valid pixels in A: (0,0), (0,1), (0,2)
 # ((1,1) is in A but ignored); valid pixels outside A: (1,0), (1,2).
 TARGET = maps([0, 1, 2], [1, IGN, 0])
@@ -44,8 +52,11 @@ def test_attack_rates_untargeted():
     # clean wrong in A: (0,2) 1!=2 -> 1/3.
     # adv != clean in A: (0,0) only -> 1/3 (the ignored (1,1) also changed: not counted).
     # outside A: (1,0) 1->2 changed, (1,2) 0->0 kept -> 1/2.
+    # clean right in A: (0,0), (0,1); of those adv wrong: (0,0) -> asr_on_correct 1/2.
     assert got == pytest.approx({"asr": 2 / 3, "clean_error_in_area": 1 / 3,
+                                 "asr_on_correct": 1 / 2,
                                  "fooling_rate": 1 / 3, "collateral": 1 / 2})
+    assert m.counts()["n_in"] == 3 and m.counts()["n_correct"] == 2
 
 
 def test_attack_rates_targeted():
@@ -56,7 +67,9 @@ def test_attack_rates_targeted():
     got = as_floats(m.compute())
     # adv == goal in A: (0,0) 1==1 only -> 1/3; clean [0,1,1] vs goal [1,2,2]: no hit -> 0.
     # fooling and collateral do not depend on the goal: 1/3 and 1/2 as untargeted.
+    # Not at the goal before: all 3; at the goal after: (0,0) -> asr_on_correct 1/3.
     assert got == pytest.approx({"asr": 1 / 3, "clean_error_in_area": 0.0,
+                                 "asr_on_correct": 1 / 3,
                                  "fooling_rate": 1 / 3, "collateral": 1 / 2})
 
 
@@ -74,24 +87,25 @@ def test_attack_rates_ignored_pixels_count_nowhere():
     adv = maps([1, 1], [1, 1])
     m = AttackRates()
     m.update(clean, adv, target, area)
-    # Outside A only (1,1), unchanged -> collateral 0/1.
-    assert as_floats(m.compute()) == {"asr": 0.0, "clean_error_in_area": 0.0,
-                                      "fooling_rate": 0.0, "collateral": 0.0}
+    # Outside A only (1,1), unchanged -> collateral 0/1; nothing to count in A -> NaN, not 0.
+    assert as_floats(m.compute()) == approx({"asr": NAN, "clean_error_in_area": NAN,
+                                             "asr_on_correct": NAN, "fooling_rate": NAN,
+                                             "collateral": 0.0})
 
 
-def test_attack_rates_empty_area_is_zero():
+def test_attack_rates_empty_area_is_nan_not_zero():
     m = AttackRates()
     m.update(CLEAN, ADV, TARGET, torch.zeros_like(AREA))
     got = as_floats(m.compute())
-    # Nothing in A -> 0.0. Outside A: the 5 valid pixels; changed (0,0), (1,0) -> 2/5.
-    assert got == pytest.approx({"asr": 0.0, "clean_error_in_area": 0.0,
-                                 "fooling_rate": 0.0, "collateral": 2 / 5})
+    # Nothing in A -> NaN. Outside A: the 5 valid pixels; changed (0,0), (1,0) -> 2/5.
+    assert got == approx({"asr": NAN, "clean_error_in_area": NAN, "asr_on_correct": NAN,
+                          "fooling_rate": NAN, "collateral": 2 / 5})
+    assert m.counts()["n_in"] == 0 and m.counts()["n_out"] == 5
 
 
 @pytest.mark.filterwarnings("ignore:The ``compute`` method")
-def test_attack_rates_before_update_is_zero():
-    assert as_floats(AttackRates().compute()) == {"asr": 0.0, "clean_error_in_area": 0.0,
-                                                  "fooling_rate": 0.0, "collateral": 0.0}
+def test_attack_rates_before_update_is_nan():
+    assert all(math.isnan(v) for v in as_floats(AttackRates().compute()).values())
 
 
 @pytest.mark.filterwarnings("ignore:The ``compute`` method")  # compute() right after reset()
@@ -102,11 +116,12 @@ def test_attack_rates_accumulate_counts_not_rates():
     m.update(zeros, zeros, zeros, mask([T, T]))  # in A: 2 pixels, nothing wrong or changed
     got = as_floats(m.compute())
     # Pooled: asr 2/5 (a mean of per-batch rates would give 1/3), clean 1/5, fooling 1/5;
-    # outside A only the first batch: 1/2.
+    # outside A only the first batch: 1/2. Right before: 2 + 2, flipped 1 + 0 -> 1/4.
     assert got == pytest.approx({"asr": 2 / 5, "clean_error_in_area": 1 / 5,
+                                 "asr_on_correct": 1 / 4,
                                  "fooling_rate": 1 / 5, "collateral": 1 / 2})
     m.reset()
-    assert float(m.compute()["asr"]) == 0.0
+    assert math.isnan(float(m.compute()["asr"]))
 
 
 def test_attack_rates_batch_of_two():
@@ -139,7 +154,9 @@ def test_joint_rates_untargeted():
     # Wrong in A, model a: (0,0) (0,2) (1,0); model b: (0,2).
     # Both: (0,2) -> 1/4; either: (0,0) (0,2) (1,0) -> 3/4. Both models are wrong at the
     # ignored (1,1) and the outside (1,2): counted, these would raise the rates.
-    assert as_floats(m.compute()) == pytest.approx({"asr_all": 1 / 4, "asr_any": 3 / 4})
+    # Without clean predictions there is nothing to say about correct pixels: NaN.
+    assert as_floats(m.compute()) == approx({"asr_all": 1 / 4, "asr_any": 3 / 4,
+                                             "asr_all_on_correct": NAN})
 
 
 def test_joint_rates_targeted():
@@ -148,17 +165,19 @@ def test_joint_rates_targeted():
     m.update(J_ADV, J_TARGET, J_AREA, goal)
     # Hits in A, model a [1,1,0 | 0]: (0,0) (0,1); model b [0,1,0 | 1]: (0,1) (1,0).
     # Both: (0,1) -> 1/4; either: (0,0) (0,1) (1,0) -> 3/4.
-    assert as_floats(m.compute()) == pytest.approx({"asr_all": 1 / 4, "asr_any": 3 / 4})
+    assert as_floats(m.compute()) == approx({"asr_all": 1 / 4, "asr_any": 3 / 4,
+                                             "asr_all_on_correct": NAN})
 
 
 def test_joint_rates_accumulate_and_empty_area():
     m = JointRates()
     m.update(J_ADV, J_TARGET, torch.zeros_like(J_AREA))
-    assert as_floats(m.compute()) == {"asr_all": 0.0, "asr_any": 0.0}
+    assert all(math.isnan(v) for v in as_floats(m.compute()).values())  # empty: NaN, not 0
     m.update(J_ADV, J_TARGET, J_AREA)
     m.update(J_ADV[:, :, :1, :1], maps([1]), mask([T]))  # (0,0): a 1==1 right, b 0!=1 wrong
     # Pooled over 5 pixels: all 1+0, any 3+1.
-    assert as_floats(m.compute()) == pytest.approx({"asr_all": 1 / 5, "asr_any": 4 / 5})
+    assert as_floats(m.compute()) == approx({"asr_all": 1 / 5, "asr_any": 4 / 5,
+                                             "asr_all_on_correct": NAN})
 
 
 def test_joint_rates_bad_input():

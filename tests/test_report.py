@@ -256,8 +256,9 @@ def test_report_numbers_tables_and_links(tmp_path, monkeypatch):
     text = path.read_text()
     assert text.startswith("# Attack report: tanh, universal\n")
     assert "| tanh | universal | 0.03137 (8/255) | 200 | box | box | untargeted |" in text
-    assert "| enet | yes | 45.3% | 12.1% | 80.2% | 20.1% | 75.0% | 1.2% |" in text
-    assert "| erfnet | no | 50.0% | 25.0% | 60.0% | 10.0% | 55.0% | 0.0% |" in text
+    # a run without the later keys (interval, asr on correct, pixel counts) shows "–" there
+    assert "| enet | yes | 45.3% | 12.1% | 80.2% | – | 20.1% | – | 75.0% | 1.2% | – | – |" in text
+    assert "| erfnet | no | 50.0% | 25.0% | 60.0% | – | 10.0% | – | 55.0% | 0.0% | – | – |" in text
     assert "(asr_all): 12.3%" in text and "(asr_any): 50.0%" in text
     assert "L∞: 0.03137 (8/255)" in text
     assert "mean L2 per image: 1.25" in text and "mean PSNR: 35.2 dB" in text
@@ -293,9 +294,10 @@ def test_summary_table_fixed_width():
     metrics = sample_metrics()
     metrics["source_models"] = ["enet"]
     lines = summary_table(metrics).splitlines()
-    assert lines[0].split() == ["model", "clean", "mIoU", "adv", "mIoU", "asr", "clean", "err"]
-    assert lines[1].split() == ["enet*", "45.3%", "12.1%", "80.2%", "20.1%"]
-    assert lines[2].split() == ["erfnet", "50.0%", "25.0%", "60.0%", "10.0%"]
+    assert lines[0].split() == ["model", "clean", "mIoU", "adv", "mIoU", "asr", "clean", "err",
+                                "asr|right"]
+    assert lines[1].split() == ["enet*", "45.3%", "12.1%", "80.2%", "20.1%", "–"]
+    assert lines[2].split() == ["erfnet", "50.0%", "25.0%", "60.0%", "10.0%", "–"]
     assert len({len(line) for line in lines[:3]}) == 1  # columns line up
     assert "asr_all 12.3%" in lines[3]
 

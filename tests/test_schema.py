@@ -86,8 +86,7 @@ ATTACK_CASES = {
          "source_models=['enet']: task=transfer needs at least two, e.g. source_models=[enet,erfnet]"),
         (["attack=ensemble", "mode=universal"],
          "mode='universal': attack=ensemble runs per image: set mode=per_image"),
-        (["perturbation=p.safetensors"],
-         "perturbation=PATH evaluates a saved universal perturbation: set mode=universal"),
+        (["save_adversarial=some"], "save_adversarial='some': expected one of ['none', 'all']"),
         (["data=camvid", "data.scale=[2.0,1.0]"], "data.scale=[2.0,1.0]: expected [low,high] with low <= high"),
     ],
 }

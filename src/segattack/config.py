@@ -14,7 +14,9 @@ def register_resolvers(root: str | Path) -> None:
     root = str(Path(root).resolve())
     OmegaConf.register_new_resolver("root", lambda: root, replace=True)
     # ${div:2.5,${attack.steps}}: step sizes relative to the number of steps
-    OmegaConf.register_new_resolver("div", lambda a, b: float(a) / float(b), replace=True)
+    # (a zero b gives inf, so the schema reports the key that is 0, e.g. attack.steps=0)
+    OmegaConf.register_new_resolver("div", lambda a, b: float(a) / float(b) if float(b) else float("inf"),
+                                    replace=True)
     # ${console_level:${verbose}}: the console log level of configs/hydra/job_logging/segattack.yaml
     OmegaConf.register_new_resolver("not", lambda value: not value, replace=True)
     OmegaConf.register_new_resolver("console_level", lambda verbose: "INFO" if verbose else "WARNING",

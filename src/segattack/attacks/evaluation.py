@@ -1,15 +1,62 @@
 """What an attack run measures: clean/adversarial IoU, attack rates, joint rates, perturbation size,
-and the first images kept for figures. Metric states sync across DDP processes (torchmetrics)."""
+per-image counts (``per_image.csv``, bootstrap intervals) and the first images kept for figures.
+Metric states sync across DDP processes (torchmetrics)."""
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Sequence
 
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 from torchmetrics import MeanMetric
 
 from ..metrics import AttackRates, JointRates, PerturbationSize, SegmentationIoU
+from ..metrics.attack import (
+    JOINT_COUNTS,
+    RATE_COUNTS,
+    attack_counts,
+    joint_counts,
+    joint_from_counts,
+    rates_from_counts,
+)
+from ..metrics.per_image import PerImageCounts, bootstrap_ratio
+
+# metrics.json names of the pixel counts of AttackRates.
+PIXEL_COUNTS = (("pixels_in_area", "n_in"), ("pixels_scored", "n_scored"),
+                ("pixels_correct_in_area", "n_correct"))
+# Columns of per_image.csv for each model, and the rates they come from.
+PER_IMAGE_RATES = (("clean_error", "clean_error_in_area"), ("asr", "asr"),
+                   ("asr_on_correct", "asr_on_correct"), ("fooling", "fooling_rate"))
+
+
+def goal_pixels(goal_map: torch.Tensor | None, num_classes: int) -> torch.Tensor | None:
+    """(256,) bool: the labels that have a goal in a targeted attack, or None when every pixel
+    has one (untargeted, or ``target_class``: every class goes to one goal).
+
+    A ``target_map`` sends its classes to their goals and leaves the others as they are; those
+    others ask for nothing, so they are not scored (docs/method.md, "Metrics").
+    """
+    if goal_map is None:
+        return None
+    classes = goal_map[:num_classes]
+    if bool((classes == classes[0]).all()):
+        return None
+    return goal_map != torch.arange(goal_map.numel())
+
+
+def _value(v) -> float | None:
+    """A plain float, None for NaN (a rate with nothing to count)."""
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr, from the first process only."""
+    if rank_zero_only.rank == 0:
+        print(f"warning: {message}", file=sys.stderr)
 
 
 class AttackEvaluation(nn.Module):
@@ -17,27 +64,61 @@ class AttackEvaluation(nn.Module):
         eval_models: every evaluated model; source_models: the attacked ones (joint rates).
         num_classes: C of every model. targeted: success is ``pred == goal``.
         num_figures: how many evaluated images to keep for figures.
+        goal_map: the spec's (256,) label -> goal look-up (targeted), for which pixels are scored.
+        seed: of the bootstrap over images.
     """
 
     def __init__(self, eval_models: Sequence[str], source_models: Sequence[str], num_classes: int,
-                 targeted: bool, num_figures: int):
+                 targeted: bool, num_figures: int, goal_map: torch.Tensor | None = None,
+                 seed: int = 0):
         super().__init__()
         self.eval_models, self.source_models = list(eval_models), list(source_models)
+        self.targeted, self.seed = targeted, int(seed)
+        self.goal_lut = goal_pixels(goal_map, num_classes) if targeted else None
         self.clean_iou = nn.ModuleDict({m: SegmentationIoU(num_classes) for m in self.eval_models})
         self.adv_iou = nn.ModuleDict({m: SegmentationIoU(num_classes) for m in self.eval_models})
         self.rates = nn.ModuleDict({m: AttackRates(targeted) for m in self.eval_models})
         self.joint = JointRates(targeted)
         self.size = PerturbationSize()
         self.steps_used = MeanMetric()  # per image, per-image attacks only
+        self.fields = [f"{m}/{c}" for m in self.eval_models for c in RATE_COUNTS] + \
+                      [f"joint/{c}" for c in JOINT_COUNTS]
+        self.per_image = PerImageCounts(self.fields)
         self.num_figures = num_figures
         self.figure_samples: list[dict] = []
+        self.seen = 0  # images seen by this process (indices when a batch brings none)
 
-    def update(self, x, x_adv, y, area, goal, clean: dict, adv: dict) -> None:
+    def reset(self) -> None:
+        """Forget everything seen (a new evaluation of the same module)."""
+        for metric in self.modules():
+            if metric is not self and hasattr(metric, "reset"):
+                metric.reset()
+        self.figure_samples, self.seen = [], 0
+
+    def has_goal(self, y: torch.Tensor) -> torch.Tensor | None:
+        return None if self.goal_lut is None else self.goal_lut.to(y.device)[y.clamp(0, 255)]
+
+    def update(self, x, x_adv, y, area, goal, clean: dict, adv: dict,
+               index: torch.Tensor | None = None) -> None:
+        """One batch; ``index``: the images' indices in the evaluated split (default: in the
+        order this process sees them)."""
+        if index is None:
+            index = torch.arange(self.seen, self.seen + x.shape[0])
+        self.seen += x.shape[0]
+        has_goal = self.has_goal(y)
+        counts = {}
         for m in self.eval_models:
             self.clean_iou[m].update(clean[m], y)
             self.adv_iou[m].update(adv[m], y)
-            self.rates[m].update(clean[m], adv[m], y, area, goal)
-        self.joint.update(torch.stack([adv[k] for k in self.source_models]), y, area, goal)
+            self.rates[m].update(clean[m], adv[m], y, area, goal, has_goal)
+            counts.update({f"{m}/{k}": v for k, v in attack_counts(
+                clean[m], adv[m], y, area, goal, self.targeted, has_goal).items()})
+        clean_k = torch.stack([clean[k] for k in self.source_models])
+        adv_k = torch.stack([adv[k] for k in self.source_models])
+        self.joint.update(adv_k, y, area, goal, clean_k, has_goal)
+        counts.update({f"joint/{k}": v for k, v in joint_counts(
+            clean_k, adv_k, y, area, goal, self.targeted, has_goal).items()})
+        self.per_image.update(index, counts)
         self.size.update(x, x_adv)
         self.keep_figures(x, x_adv, y, area, clean, adv)
 
@@ -56,15 +137,58 @@ class AttackEvaluation(nn.Module):
                 "area": area[i].cpu(), "clean": {m: p[i].cpu() for m, p in clean.items()},
                 "adv": {m: p[i].cpu() for m, p in adv.items()}})
 
-    def results(self) -> dict:
-        """per_model, joint and perturbation blocks of metrics.json (plain floats)."""
-        per_model = {}
+    def image_rows(self) -> tuple[list[int], dict[str, torch.Tensor]]:
+        """(image indices, field -> (N,) counts) over every process's images, by index."""
+        index, rows = self.per_image.compute()
+        return index.tolist(), {f: rows[:, j] for j, f in enumerate(self.fields)}
+
+    def per_image_table(self) -> tuple[list[str], list[list]]:
+        """Header and rows of ``per_image.csv``: index, then per model clean error, asr,
+        asr_on_correct, fooling, then the joint asr_all and asr_all_on_correct (None: nothing
+        to count in that image)."""
+        index, cols = self.image_rows()
+        header = ["index"] + [f"{m}_{name}" for m in self.eval_models for name, _ in PER_IMAGE_RATES]
+        header += ["asr_all", "asr_all_on_correct"]
+        per_model = {m: rates_from_counts({c: cols[f"{m}/{c}"] for c in RATE_COUNTS})
+                     for m in self.eval_models}
+        joint = joint_from_counts({c: cols[f"joint/{c}"] for c in JOINT_COUNTS})
+        rows = []
+        for j, i in enumerate(index):
+            row = [i] + [_value(per_model[m][key][j]) for m in self.eval_models
+                         for _, key in PER_IMAGE_RATES]
+            rows.append(row + [_value(joint["asr_all"][j]), _value(joint["asr_all_on_correct"][j])])
+        return header, rows
+
+    def intervals(self) -> tuple[dict[str, list[float] | None], dict[str, list[float] | None]]:
+        """95% bootstrap intervals over images: per model asr, joint asr_all."""
+        _, cols = self.image_rows()
+        per_model = {m: bootstrap_ratio(cols[f"{m}/adv_success"].numpy(), cols[f"{m}/n_scored"].numpy(),
+                                        self.seed) for m in self.eval_models}
+        joint = bootstrap_ratio(cols["joint/all_success"].numpy(), cols["joint/n_scored"].numpy(),
+                                self.seed)
+        return per_model, {"asr_all": joint}
+
+    def results(self, warn_empty: bool = True) -> dict:
+        """per_model, joint and perturbation blocks of metrics.json (plain floats; a rate with
+        nothing to count is None, with a warning line)."""
+        per_model, empty = {}, []
+        model_ci, joint_ci = self.intervals()
         for m in self.eval_models:
-            rates = {k: float(v) for k, v in self.rates[m].compute().items()}
-            per_model[m] = {"clean_miou": float(self.clean_iou[m].compute()["miou"]),
-                            "adv_miou": float(self.adv_iou[m].compute()["miou"]), **rates}
-        return {"per_model": per_model,
-                "joint": {k: float(v) for k, v in self.joint.compute().items()},
+            rates = {k: _value(v) for k, v in self.rates[m].compute().items()}
+            counts = self.rates[m].counts()
+            per_model[m] = {"clean_miou": _value(self.clean_iou[m].compute()["miou"]),
+                            "adv_miou": _value(self.adv_iou[m].compute()["miou"]), **rates,
+                            **{name: counts[c] for name, c in PIXEL_COUNTS},
+                            "asr_ci95": model_ci[m]}
+            if counts["n_scored"] == 0:
+                empty.append(m)
+        joint = {k: _value(v) for k, v in self.joint.compute().items()}
+        joint["asr_all_ci95"] = joint_ci["asr_all"]
+        if empty and warn_empty:
+            what = "pixel with a goal" if self.targeted else "valid pixel"
+            warn(f"the area holds no {what} in any evaluated image: asr and the rates over the "
+                 f"area are null for {', '.join(empty)} (nothing to count; check area/region)")
+        return {"per_model": per_model, "joint": joint,
                 "perturbation": {k: float(v) for k, v in self.size.compute().items()},
                 **({"steps_per_image": float(self.steps_used.compute())}
                    if self.steps_used.update_count else {})}

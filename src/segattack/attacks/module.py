@@ -46,8 +46,16 @@ class PerturbationModule(L.LightningModule):
         # Per-image runs never use this w: no draw from the generator, so their starts do not shift.
         w = self.perturbation.initial_w(shape, self.generator) if self.universal else torch.zeros(shape)
         self.w = nn.Parameter(w, requires_grad=self.universal)
-        self.evaluation = AttackEvaluation(spec.eval_models, spec.source_models, spec.num_classes,
-                                           spec.targeted, spec.num_figures)
+        self.evaluation = self.new_evaluation(spec.num_figures)
+        self.evaluation_png: AttackEvaluation | None = None  # export_png: x_adv rounded to 8 bits
+        # perturbation=PATH of a per-image set: image index -> (delta crop, origin); no attack runs.
+        self.loaded_deltas: dict | None = None
+        self.on_adversarial = None  # save_adversarial: called with (index, x, x_adv) per batch
+
+    def new_evaluation(self, num_figures: int) -> AttackEvaluation:
+        spec = self.spec
+        return AttackEvaluation(spec.eval_models, spec.source_models, spec.num_classes,
+                                spec.targeted, num_figures, spec.goal_map, spec.seed)
 
     @property
     def universal(self) -> bool:
@@ -59,15 +67,20 @@ class PerturbationModule(L.LightningModule):
         self.models.eval()
         return self
 
-    def area(self, y, rmask):
-        """Where success counts: the area's own mask, or the region's."""
+    def area(self, y, rmask, index=None):
+        """Where success counts: the area's own mask, or the region's (``index``: evaluation,
+        placed per image index)."""
         area = self.spec.area
-        return rmask if area is None else area.mask(y, area.place(y.shape[0]))
+        if area is None:
+            return rmask
+        return area.mask(y, area.place(y.shape[0]) if index is None else area.place_at(index))
 
-    def region_of(self, y):
-        """``(mask, placement)`` of the region for the batch labels ``y`` (draws random boxes)."""
-        placement = self.spec.region.place(y.shape[0])
-        return self.spec.region.mask(y, placement), placement
+    def region_of(self, y, index=None):
+        """``(mask, placement)`` of the region for the batch labels ``y``: drawn from the
+        region's generator (fit), or fixed per image index (evaluation)."""
+        region = self.spec.region
+        placement = region.place(y.shape[0]) if index is None else region.place_at(index)
+        return region.mask(y, placement), placement
 
     # --- universal: Trainer.fit -------------------------------------------------------------
     def configure_optimizers(self):
@@ -107,31 +120,52 @@ class PerturbationModule(L.LightningModule):
             g.set_state(state)
 
     # --- evaluation (both modes): Trainer.test ----------------------------------------------
+    # Evaluation places random boxes per image index (``Region.place_at``): a universal patch is
+    # tested at positions of its own, not where the fit drew them, whatever the batch size, and a
+    # saved patch evaluated again (perturbation=PATH) lands where it landed in its run.
     def on_test_start(self):
-        # Random boxes are placed as from a fresh start, whatever the fit drew before: a saved
-        # universal patch evaluated again (perturbation=PATH) lands where it landed in its run.
-        for region in (self.spec.region, self.spec.area):
-            if region is not None:
-                region.reset()
+        self.evaluation.seen = 0  # a loader without indices numbers its images from 0 again
 
     def test_step(self, batch, batch_idx):
-        x, y = batch
+        x, y = batch[0], batch[1]
+        # The run's eval split yields (x, y, index) (attacks/task.py: Indexed); else count.
+        index = batch[2].cpu() if len(batch) > 2 else torch.arange(x.shape[0]) + self.evaluation.seen
         objective = self.objective
         clean = objective.predict(x, self.spec.eval_models)
-        rmask, placement = self.region_of(y)
-        area, goal = self.area(y, rmask), objective.goal(y)
+        rmask, placement = self.region_of(y, index)
+        area, goal = self.area(y, rmask, index), objective.goal(y)
         if self.universal:
             with torch.no_grad():
                 x_adv, _ = self.perturbation.adversarial(x, self.w, rmask, placement)
+        elif self.loaded_deltas is not None:
+            x_adv = self.apply_loaded(x, index)
         else:
             result = self.attack_batch(x, y, clean, rmask, placement, area, goal)
             x_adv = result.x_adv
             self.evaluation.steps_used.update(result.steps_used.float())
+        x_adv = x_adv.detach()
         adv = objective.predict(x_adv, self.spec.eval_models)
-        self.evaluation.update(x, x_adv, y, area, goal, clean, adv)
+        self.evaluation.update(x, x_adv, y, area, goal, clean, adv, index)
+        if self.evaluation_png is not None:
+            x_png = (x_adv * 255).round() / 255
+            adv_png = objective.predict(x_png, self.spec.eval_models)
+            self.evaluation_png.update(x, x_png, y, area, goal, clean, adv_png, index)
+        if self.on_adversarial is not None:
+            self.on_adversarial(index, x, x_adv)
         # Running rates over this process's images so far, per attacked model (progress bar).
         self.log_dict(self.evaluation.running_asr(), prog_bar=True, on_step=True, on_epoch=False,
                       batch_size=x.shape[0])
+
+    def apply_loaded(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``clamp(x + delta_i, 0, 1)`` with the saved per-image deltas of these indices."""
+        delta = torch.zeros_like(x)
+        for b, i in enumerate(index.tolist()):
+            if i not in self.loaded_deltas:
+                raise KeyError(i)
+            crop, (y0, x0) = self.loaded_deltas[i]
+            h, w = crop.shape[-2:]
+            delta[b, :, y0:y0 + h, x0:x0 + w] = crop.to(x.device, x.dtype)
+        return (x + delta).clamp(0, 1)
 
     def attack_batch(self, x, y, clean, rmask, placement, area, goal) -> PerImageResult:
         """Per image: optimise the batch's perturbations (every member of an ensemble)."""
@@ -141,7 +175,11 @@ class PerturbationModule(L.LightningModule):
         return optimise_per_image(self.spec, self.objective, self.perturbation, *args)
 
     def results(self) -> dict:
-        return self.evaluation.results()
+        out = self.evaluation.results()
+        if self.evaluation_png is not None:  # the same, on the 8-bit images export_png writes
+            png = self.evaluation_png.results(warn_empty=False)
+            out["png"] = {k: png[k] for k in ("per_model", "joint", "perturbation")}
+        return out
 
     def universal_delta(self) -> torch.Tensor:
         """``eps * f(w)``: the universal perturbation (patch-sized for a box region)."""

@@ -3,7 +3,8 @@
 Every region has one interface, so the attack code never asks which kind it holds:
 
 - ``place(batch)``: where each image's region lies (a box's top-left corners; None for regions
-  that follow the image or its labels);
+  that follow the image or its labels); ``place_at(index)``: the same for the images of given
+  indices in the evaluated split, fixed per index (evaluation);
 - ``mask(labels, placement)``: the (B, H, W) bool mask;
 - ``patch_size(image_size)``: the (h, w) of a universal perturbation for this region (a box's
   own size: a patch pasted per image; the whole image otherwise);
@@ -34,6 +35,12 @@ class Region:
     def place(self, batch: int) -> torch.Tensor | None:
         return None
 
+    def place_at(self, index: torch.Tensor) -> torch.Tensor | None:
+        """Placements of the images whose indices in the evaluated split are ``index`` (B,):
+        each a function of the index alone, so independent of the batch size, of the order and
+        of whatever was drawn before (a fit)."""
+        return self.place(int(index.numel()))
+
     def reset(self) -> None:
         """Start the sequence of random placements again (nothing to do when there is none)."""
 
@@ -45,6 +52,12 @@ class Region:
 
     def paste(self, g: torch.Tensor, mask: torch.Tensor, placement: torch.Tensor | None) -> torch.Tensor:
         return g * mask[:, None].to(g.dtype)
+
+
+def eval_seed(seed: int, index: int) -> int:
+    """Seed of the evaluation placement of image ``index`` for a run seeded with ``seed``; the
+    offset keeps it apart from the fit's generator, which is seeded with ``seed`` itself."""
+    return (int(seed) * 1_000_003 + int(index) + 0x5EED_E7A1) % (2**63 - 1)
 
 
 class FullRegion(Region):
@@ -106,6 +119,19 @@ class BoxRegion(Region):
         ys = torch.randint(0, H - self.size[0] + 1, (batch,), generator=self.generator)
         xs = torch.randint(0, W - self.size[1] + 1, (batch,), generator=self.generator)
         return torch.stack([ys, xs], 1)
+
+    def place_at(self, index: torch.Tensor) -> torch.Tensor:
+        """Random boxes: the place of image ``i`` is drawn from its own generator, seeded with
+        ``eval_seed(seed, i)``, a stream apart from the fit's; the others as ``place``."""
+        if self.position != "random":
+            return self.place(int(index.numel()))
+        H, W = self.image_size
+        out = []
+        for i in index.tolist():
+            g = torch.Generator().manual_seed(eval_seed(self.seed, int(i)))
+            out.append([int(torch.randint(0, H - self.size[0] + 1, (), generator=g)),
+                        int(torch.randint(0, W - self.size[1] + 1, (), generator=g))])
+        return torch.tensor(out, dtype=torch.long).view(-1, 2)
 
     def mask(self, labels, placement: torch.Tensor | None = None):
         B, H, W = labels.shape

@@ -39,3 +39,34 @@ def load_universal_w(path: str | Path, shape, method: str, describe_fit: str) ->
         raise ConfigError(f"attack.method={method!r}: {path} was made with "
                           f"{meta['method']!r}; run with attack={meta['method']}")
     return w
+
+
+def _eps_text(eps: float) -> str:
+    return f"{eps:.6g} ({eps * 255:.4g}/255)"
+
+
+def check_made_for_run(path: str | Path, meta: dict, run: dict, own_eps: bool) -> float:
+    """The eps to apply a saved perturbation at, after checking how it was made against the run.
+
+    ``meta``: the file's metadata; ``run``: this run's ``eps``, ``region``, ``image_size`` and
+    ``source_models``. A mismatch raises a one-line ConfigError naming the key to change; with
+    ``own_eps`` (``perturbation_eps=file``) a different eps is not a mismatch: the file's eps is
+    returned and applied.
+    """
+    checks = (("region", "region", meta.get("region"), run["region"]),
+              ("data.image_size", "image size", meta.get("image_size"), list(run["image_size"])),
+              ("source_models", "source models", meta.get("source_models"), list(run["source_models"])))
+    for key, what, theirs, ours in checks:
+        if theirs is not None and theirs != ours:
+            hint = " (evaluate other models with eval_models=[...])" if key == "source_models" else ""
+            raise ConfigError(f"{key}: {path} was made for {what} {theirs}, this run has {ours}; "
+                              f"run with the same {what}{hint}")
+    file_eps = meta.get("eps")
+    if file_eps is None:
+        return float(run["eps"])
+    if own_eps:
+        return float(file_eps)
+    if abs(float(file_eps) - float(run["eps"])) > 1e-9 * max(1.0, abs(float(file_eps))):
+        raise ConfigError(f"eps={_eps_text(run['eps'])}: {path} was made at eps={_eps_text(file_eps)}; "
+                          f"run with eps={file_eps!r}, or perturbation_eps=file to apply it at its own eps")
+    return float(file_eps)

@@ -1,7 +1,7 @@
 """Attack metrics: success and change rates over the attacked area A, and perturbation size.
 
-States are integer counts or float64 sums reduced with ``sum``/``max``, so DDP processes sync
-them before ``compute()`` divides.
+States are integer counts or float64 sums reduced with ``sum``/``max`` (per-image rows:
+``cat``), so DDP processes sync them before ``compute()`` divides.
 """
 
 from __future__ import annotations
@@ -30,20 +30,107 @@ def _check(target: torch.Tensor, area: torch.Tensor, goal: torch.Tensor | None, 
 
 
 def _rate(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den`` as float, 0.0 where ``den`` is 0 (nothing to measure)."""
-    return (num.double() / den.clamp(min=1).double()).float()
+    """``num / den`` as float, NaN where ``den`` is 0 (nothing to count: metrics.json writes null)."""
+    den = den.double()
+    return torch.where(den > 0, num.double() / den.clamp(min=1), torch.nan).float()
+
+
+def _mean(total: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """A mean over images, 0.0 before any image is seen."""
+    return (total.double() / n.clamp(min=1).double()).float()
+
+
+def _scored(target: torch.Tensor, area: torch.Tensor, has_goal: torch.Tensor | None,
+            ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(valid pixels in A, the pixels of those whose success is scored: every one, or for a
+    targeted attack the ones whose label has a goal)."""
+    inside = (target != ignore_index) & area.bool()
+    return inside, inside if has_goal is None else inside & has_goal.bool()
+
+
+def _correct(pred: torch.Tensor, target: torch.Tensor, goal: torch.Tensor | None,
+             targeted: bool) -> torch.Tensor:
+    """Where the clean prediction leaves something to attack: untargeted, the pixel is right;
+    targeted, it is not at its goal yet."""
+    return ~_success(pred, target, goal, targeted)
+
+
+# Per-pixel count names of AttackRates (and of its per-image rows, ``PER_IMAGE_FIELDS``).
+RATE_COUNTS = ("n_in", "n_scored", "n_out", "adv_success", "clean_success", "n_correct",
+               "flipped", "changed_in", "changed_out")
+JOINT_COUNTS = ("n_scored", "all_success", "any_success", "n_correct_all", "flipped_all")
+
+
+def attack_counts(clean_pred, adv_pred, target, area, goal, targeted, has_goal=None,
+                  ignore_index: int = IGNORE_INDEX) -> dict[str, torch.Tensor]:
+    """The counts of ``AttackRates`` per image: name -> (B,) long."""
+    inside, scored = _scored(target, area, has_goal, ignore_index)
+    outside = (target != ignore_index) & ~area.bool()
+    changed = adv_pred != clean_pred
+    adv_ok = _success(adv_pred, target, goal, targeted)
+    correct = _correct(clean_pred, target, goal, targeted) & scored
+    per_pixel = {"n_in": inside, "n_scored": scored, "n_out": outside,
+                 "adv_success": adv_ok & scored,
+                 "clean_success": _success(clean_pred, target, goal, targeted) & scored,
+                 "n_correct": correct, "flipped": correct & adv_ok,
+                 "changed_in": changed & inside, "changed_out": changed & outside}
+    return {k: v.flatten(1).sum(1) for k, v in per_pixel.items()}
+
+
+def joint_counts(clean_preds, adv_preds, target, area, goal, targeted, has_goal=None,
+                 ignore_index: int = IGNORE_INDEX) -> dict[str, torch.Tensor]:
+    """The counts of ``JointRates`` per image: name -> (B,) long. ``clean_preds`` may be None
+    (then the on-correct counts are 0)."""
+    _, scored = _scored(target, area, has_goal, ignore_index)
+    success = _success(adv_preds, target, goal, targeted)
+    per_pixel = {"n_scored": scored, "all_success": success.all(0) & scored,
+                 "any_success": success.any(0) & scored}
+    if clean_preds is not None:
+        correct = _correct(clean_preds, target, goal, targeted).all(0) & scored
+        per_pixel.update(n_correct_all=correct, flipped_all=correct & success.all(0))
+    else:
+        per_pixel.update(n_correct_all=scored & False, flipped_all=scored & False)
+    return {k: v.flatten(1).sum(1) for k, v in per_pixel.items()}
+
+
+def rates_from_counts(c: dict) -> dict[str, torch.Tensor]:
+    """AttackRates' rates from its (summed) counts."""
+    return {
+        "asr": _rate(c["adv_success"], c["n_scored"]),
+        "clean_error_in_area": _rate(c["clean_success"], c["n_scored"]),
+        "asr_on_correct": _rate(c["flipped"], c["n_correct"]),
+        "fooling_rate": _rate(c["changed_in"], c["n_in"]),
+        "collateral": _rate(c["changed_out"], c["n_out"]),
+    }
+
+
+def joint_from_counts(c: dict) -> dict[str, torch.Tensor]:
+    """JointRates' rates from its (summed) counts."""
+    return {"asr_all": _rate(c["all_success"], c["n_scored"]),
+            "asr_any": _rate(c["any_success"], c["n_scored"]),
+            "asr_all_on_correct": _rate(c["flipped_all"], c["n_correct_all"])}
 
 
 class AttackRates(Metric):
-    """Per-model attack rates over the attacked area A (docs/design.md, "Metrics").
+    """Per-model attack rates over the attacked area A (docs/method.md, "Metrics").
 
-    Pixels with target ``ignore_index`` count nowhere; a rate with no pixel to count is 0.0.
+    Pixels with target ``ignore_index`` count nowhere; a rate with no pixel to count is NaN
+    (null in metrics.json), never 0.
 
-    - ``asr``: successes on ``adv_pred`` over valid pixels in A (untargeted success is
+    Success is scored on the valid pixels of A that have a goal: all of them untargeted; for a
+    targeted attack those where ``has_goal`` is true (the mapped classes of a ``target_map``;
+    every pixel for a ``target_class``, i.e. ``has_goal=None``).
+
+    - ``asr``: successes on ``adv_pred`` over the scored pixels (untargeted success is
       ``pred != target``, targeted ``pred == goal``).
-    - ``clean_error_in_area``: the same on ``clean_pred``.
+    - ``clean_error_in_area``: the same on ``clean_pred`` (the floor asr starts from).
+    - ``asr_on_correct``: among the scored pixels the clean prediction had right (targeted: not
+      at the goal), the share that succeed on ``adv_pred``.
     - ``fooling_rate``: ``adv_pred != clean_pred`` over valid pixels in A.
     - ``collateral``: ``adv_pred != clean_pred`` over valid pixels outside A.
+
+    ``counts()`` gives the pixel counts (``n_in``: valid pixels in A, ``n_scored``,
+    ``n_correct``: the denominators of asr and asr_on_correct).
 
     Args:
         targeted: score hits of ``goal`` instead of misses of ``target``.
@@ -51,7 +138,8 @@ class AttackRates(Metric):
 
     Shape:
         update(clean_pred, adv_pred, target (B, H, W) int, area (B, H, W) bool,
-        goal (B, H, W) int, targeted only); compute() -> dict of () float tensors.
+        goal (B, H, W) int, targeted only; has_goal (B, H, W) bool or None);
+        compute() -> dict of () float tensors.
     """
 
     full_state_update = False
@@ -60,39 +148,36 @@ class AttackRates(Metric):
         super().__init__(**kwargs)
         self.targeted = targeted
         self.ignore_index = ignore_index
-        for name in ("n_in", "n_out", "adv_success", "clean_success", "changed_in",
-                     "changed_out"):
+        for name in RATE_COUNTS:
             self.add_state(name, torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, clean_pred: torch.Tensor, adv_pred: torch.Tensor, target: torch.Tensor,
-               area: torch.Tensor, goal: torch.Tensor | None = None) -> None:
-        """Count one batch; ``goal`` is read only when ``targeted``."""
+               area: torch.Tensor, goal: torch.Tensor | None = None,
+               has_goal: torch.Tensor | None = None) -> None:
+        """Count one batch; ``goal`` and ``has_goal`` are read only when ``targeted``."""
         _check(target, area, goal, self.targeted, clean_pred=clean_pred, adv_pred=adv_pred)
-        valid = target != self.ignore_index
-        inside = valid & area.bool()
-        outside = valid & ~area.bool()
-        changed = adv_pred != clean_pred
-        self.n_in += inside.sum()
-        self.n_out += outside.sum()
-        self.adv_success += (_success(adv_pred, target, goal, self.targeted) & inside).sum()
-        self.clean_success += (_success(clean_pred, target, goal, self.targeted) & inside).sum()
-        self.changed_in += (changed & inside).sum()
-        self.changed_out += (changed & outside).sum()
+        counts = attack_counts(clean_pred, adv_pred, target, area, goal, self.targeted,
+                               has_goal if self.targeted else None, self.ignore_index)
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name) + value.sum())
+
+    def counts(self) -> dict[str, int]:
+        """The pixel counts, summed over DDP processes (every process must call it)."""
+        with self.sync_context():
+            return {name: int(getattr(self, name)) for name in RATE_COUNTS}
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return {
-            "asr": _rate(self.adv_success, self.n_in),
-            "clean_error_in_area": _rate(self.clean_success, self.n_in),
-            "fooling_rate": _rate(self.changed_in, self.n_in),
-            "collateral": _rate(self.changed_out, self.n_out),
-        }
+        return rates_from_counts({name: getattr(self, name) for name in RATE_COUNTS})
 
 
 class JointRates(Metric):
-    """Joint success of K attacked models over valid pixels in A.
+    """Joint success of K attacked models over the scored pixels of A (as in
+    :class:`AttackRates`).
 
-    ``asr_all``: share where every model succeeds at once; ``asr_any``: where at least one does.
-    Success is as in :class:`AttackRates`; a rate with no pixel to count is 0.0.
+    ``asr_all``: share where every model succeeds at once; ``asr_any``: where at least one does;
+    ``asr_all_on_correct``: among the pixels every model had right before the attack
+    (targeted: none at the goal), the share where every model succeeds (needs ``clean_preds``).
+    A rate with no pixel to count is NaN (null in metrics.json).
 
     Args:
         targeted: score hits of ``goal`` instead of misses of ``target``.
@@ -100,7 +185,9 @@ class JointRates(Metric):
 
     Shape:
         update(adv_preds (K, B, H, W) int, target (B, H, W) int, area (B, H, W) bool,
-        goal (B, H, W) int, targeted only); compute() -> {"asr_all": (), "asr_any": ()}
+        goal (B, H, W) int, targeted only; clean_preds (K, B, H, W) int or None;
+        has_goal (B, H, W) bool or None); compute() -> {"asr_all", "asr_any",
+        "asr_all_on_correct"}: () tensors
     """
 
     full_state_update = False
@@ -109,25 +196,32 @@ class JointRates(Metric):
         super().__init__(**kwargs)
         self.targeted = targeted
         self.ignore_index = ignore_index
-        for name in ("n_in", "all_success", "any_success"):
+        for name in JOINT_COUNTS:
             self.add_state(name, torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, adv_preds: torch.Tensor, target: torch.Tensor, area: torch.Tensor,
-               goal: torch.Tensor | None = None) -> None:
-        """Count one batch of K models' adversarial predictions."""
+               goal: torch.Tensor | None = None, clean_preds: torch.Tensor | None = None,
+               has_goal: torch.Tensor | None = None) -> None:
+        """Count one batch of K models' adversarial (and clean) predictions."""
         if adv_preds.dim() != 4 or adv_preds.shape[0] < 1:
             raise ValueError(f"adv_preds must be (K, B, H, W) with K >= 1, got "
                              f"{tuple(adv_preds.shape)}")
         _check(target, area, goal, self.targeted, adv_preds=adv_preds[0])
-        inside = (target != self.ignore_index) & area.bool()
-        success = _success(adv_preds, target, goal, self.targeted)
-        self.n_in += inside.sum()
-        self.all_success += (success.all(0) & inside).sum()
-        self.any_success += (success.any(0) & inside).sum()
+        if clean_preds is not None and clean_preds.shape != adv_preds.shape:
+            raise ValueError(f"clean_preds has shape {tuple(clean_preds.shape)}, adv_preds "
+                             f"{tuple(adv_preds.shape)}")
+        counts = joint_counts(clean_preds, adv_preds, target, area, goal, self.targeted,
+                              has_goal if self.targeted else None, self.ignore_index)
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name) + value.sum())
+
+    def counts(self) -> dict[str, int]:
+        """The pixel counts, summed over DDP processes (every process must call it)."""
+        with self.sync_context():
+            return {name: int(getattr(self, name)) for name in JOINT_COUNTS}
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return {"asr_all": _rate(self.all_success, self.n_in),
-                "asr_any": _rate(self.any_success, self.n_in)}
+        return joint_from_counts({name: getattr(self, name) for name in JOINT_COUNTS})
 
 
 class PerturbationSize(Metric):
@@ -170,5 +264,5 @@ class PerturbationSize(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {"linf": self.linf.float(),
-                "l2_mean": _rate(self.l2_sum, self.n_images),
-                "psnr_mean": _rate(self.psnr_sum, self.n_images)}
+                "l2_mean": _mean(self.l2_sum, self.n_images),
+                "psnr_mean": _mean(self.psnr_sum, self.n_images)}

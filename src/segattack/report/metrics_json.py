@@ -12,6 +12,10 @@ SCHEMA_VERSION = 1
 
 RATE_KEYS = ("clean_miou", "adv_miou", "asr", "clean_error_in_area", "fooling_rate", "collateral")
 JOINT_KEYS = ("asr_all", "asr_any")
+# Added later (keys may be added, not renamed): checked when present.
+OPTIONAL_RATE_KEYS = ("asr_on_correct",)
+OPTIONAL_JOINT_KEYS = ("asr_all_on_correct",)
+COUNT_KEYS = ("pixels_in_area", "pixels_scored", "pixels_correct_in_area")
 
 _NAME = "metrics.json"
 
@@ -53,8 +57,36 @@ def _number(obj: dict, key: str, prefix: str = "", low: float | None = None,
     return _check_number(_get(obj, key, prefix), prefix + key, low, high)
 
 
-def _rate(obj: dict, key: str, prefix: str = "") -> float:
+def _rate(obj: dict, key: str, prefix: str = "") -> float | None:
+    """A rate in [0, 1], or null: nothing to count (an empty area), never written as 0."""
+    if _get(obj, key, prefix) is None:
+        return None
     return _number(obj, key, prefix, 0, 1)
+
+
+def _interval(obj: dict, key: str, prefix: str = "") -> None:
+    """Optional ``[low, high]`` within [0, 1] with low <= high, or null."""
+    value = obj.get(key)
+    if value is None:
+        return
+    if not isinstance(value, list) or len(value) != 2:
+        _fail(prefix + key, f"must be [low, high] or null, got {value!r}")
+    for j, v in enumerate(value):
+        _check_number(v, f"{prefix}{key}[{j}]", 0, 1)
+    if value[0] > value[1]:
+        _fail(prefix + key, f"must have low <= high, got {value}")
+
+
+def _optional_block(obj: dict, prefix: str, rates=(), counts=(), intervals=()) -> None:
+    for key in rates:
+        if key in obj:
+            _rate(obj, key, prefix)
+    for key in counts:
+        if key in obj:
+            _typed(obj, key, int, prefix, "an integer")
+            _number(obj, key, prefix, low=0)
+    for key in intervals:
+        _interval(obj, key, prefix)
 
 
 def _typed(obj: dict, key: str, types: type | tuple, prefix: str = "", what: str = ""):
@@ -116,6 +148,7 @@ def validate_metrics(obj: dict) -> None:
             _fail(f"per_model.{name}", f"must be an object, got {type(entry).__name__}")
         for key in RATE_KEYS:
             _rate(entry, key, f"per_model.{name}.")
+        _optional_block(entry, f"per_model.{name}.", OPTIONAL_RATE_KEYS, COUNT_KEYS, ("asr_ci95",))
     for name in sources:
         if name not in per_model:
             _fail(f"per_model.{name}", f"is missing: every source model must be evaluated "
@@ -124,6 +157,7 @@ def validate_metrics(obj: dict) -> None:
     joint = _section(obj, "joint")
     for key in JOINT_KEYS:
         _rate(joint, key, "joint.")
+    _optional_block(joint, "joint.", OPTIONAL_JOINT_KEYS, (), ("asr_all_ci95",))
 
     pert = _section(obj, "perturbation")
     for key in ("linf", "l2_mean"):

@@ -122,7 +122,11 @@ class AttackConfig(Run):
     region: Region
     fit_split: Split
     eval_split: Split
-    perturbation: str | None = None
+    perturbation: str | None = None  # a universal file (mode=universal) or a per-image set
+    perturbation_eps: Literal["run", "file"] = "run"
+    save_adversarial: Literal["none", "all"] = "none"
+    adversarial_dtype: Literal["fp16", "fp32"] = "fp16"
+    export_png: bool = False
     checkpoint_every: PositiveInt
     num_figures: NonNegInt
     name: str | None = None
@@ -143,8 +147,6 @@ class AttackConfig(Run):
                               "attack optimises nothing; expected at least one > 0")
         if a.members and self.mode != "per_image":
             raise KeyLine(f"mode={self.mode!r}: attack=ensemble runs per image: set mode=per_image")
-        if self.perturbation and self.mode != "universal":
-            raise KeyLine("perturbation=PATH evaluates a saved universal perturbation: set mode=universal")
         if self.task == "transfer" and len(self.source_models) < 2:
             raise KeyLine(f"source_models={as_typed(self.source_models)}: task=transfer needs at "
                           "least two, e.g. source_models=[enet,erfnet]")
