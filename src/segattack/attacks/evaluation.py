@@ -124,10 +124,10 @@ class AttackEvaluation(nn.Module):
 
     def running_asr(self) -> dict[str, torch.Tensor]:
         """asr so far of each attacked model (and asr_all of a joint attack), as tensors."""
-        running = {f"asr_{k}": self.rates[k].adv_success / self.rates[k].n_in.clamp(min=1)
+        running = {f"asr_{k}": self.rates[k].adv_success / self.rates[k].n_scored.clamp(min=1)
                    for k in self.source_models}
         if len(self.source_models) > 1:
-            running["asr_all"] = self.joint.all_success / self.joint.n_in.clamp(min=1)
+            running["asr_all"] = self.joint.all_success / self.joint.n_scored.clamp(min=1)
         return running
 
     def keep_figures(self, x, x_adv, y, area, clean, adv) -> None:
