@@ -33,39 +33,45 @@ CASES_KEY = {1: "enet", 2: "enet+erfnet"}  # K = 1 and 2 reuse the main table's 
 
 
 def masked_neg_ce(logits, y, valid):
-    """The untargeted attack loss of one model: -mean CE over valid pixels."""
+    """The untargeted attack loss of one model, per image: -mean CE over its valid pixels."""
     ce = F.cross_entropy(logits, y, ignore_index=C.IGNORE, reduction="none")
     m = valid.to(ce.dtype)
-    return -(ce * m).sum() / m.sum().clamp(min=1)
+    return -(ce * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
 
 
 def bare_attack(models: dict, x, y, method: str, eps: float, steps: int, precision: str, seed: int = 0):
-    """The same attack as ``PerturbationModule`` (per_image, full region) in plain PyTorch."""
+    """The same attack as ``PerturbationModule`` (per_image, full region, every step, last
+    iterate, CE) in plain PyTorch: per-image losses summed, w projected so x + delta is valid."""
     valid = y != C.IGNORE
+    lo, hi = (-x / eps).clamp(min=-1), ((1 - x) / eps).clamp(max=1)  # f(w) bounds
     with C.autocast(precision):
         with torch.no_grad():
             clean = {k: m(x).argmax(1) for k, m in models.items()}
         if method == "tanh":
-            w = torch.zeros(x.shape, requires_grad=True)
-            opt = torch.optim.Adam([w], lr=C.config_lr("tanh"))
+            w = torch.zeros(x.shape)
+            inf = torch.tensor(float("inf"))
+            safe = 1 - 1e-6
+            lo_w = torch.where(lo > -1, torch.atanh(lo.clamp(-safe, safe)), -inf)
+            hi_w = torch.where(hi < 1, torch.atanh(hi.clamp(-safe, safe)), inf)
             noise = torch.tanh
         else:
             g = torch.Generator().manual_seed(seed)
-            w = (torch.rand(x.shape, generator=g) * 2 - 1).requires_grad_(True)
-            lr = 2.5 / steps
+            w = torch.rand(x.shape, generator=g) * 2 - 1
+            lo_w, hi_w = lo, hi
             noise = lambda v: v.clamp(-1.0, 1.0)  # noqa: E731
+        w = torch.maximum(torch.minimum(w, hi_w), lo_w).requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=C.config_lr("tanh")) if method == "tanh" else None
         for _ in range(steps):
             x_adv = (x + eps * noise(w)).clamp(0, 1)
-            loss = sum(masked_neg_ce(m(x_adv), y, valid) for m in models.values())
-            if method == "tanh":
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            else:
-                w.grad = None
-                loss.backward()
-                with torch.no_grad():
-                    w.sub_(lr * w.grad.sign()).clamp_(-1.0, 1.0)
+            loss = sum(masked_neg_ce(m(x_adv), y, valid) for m in models.values()).sum()
+            w.grad = None
+            loss.backward()
+            with torch.no_grad():
+                if opt is not None:
+                    opt.step()
+                else:
+                    w.sub_(2.5 / steps * w.grad.sign()).clamp_(-1.0, 1.0)
+                w.copy_(torch.maximum(torch.minimum(w, hi_w), lo_w))
         with torch.no_grad():
             x_adv = (x + eps * noise(w)).clamp(0, 1)
             adv = {k: m(x_adv).argmax(1) for k, m in models.items()}

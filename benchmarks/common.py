@@ -271,12 +271,18 @@ def attack_spec(method: str, eps: float, steps: int, mode: str, sources: Sequenc
     return build_attack_spec(cfg, image_size, num_classes)
 
 
+# Speed comparisons time every step: no early stop, the last iterate, the cross-entropy (the
+# work the bare loops replicate).
+FIXED_WORK = ["attack.loss=ce", "attack.best=false", "attack.early_stop=false"]
+
+
 def attack_module(models: dict, method: str, eps: float, steps: int, mode: str,
                   image_size: Sequence[int], num_classes: int, seed: int = 0):
-    """A PerturbationModule attacking all of ``models`` jointly over the full image."""
+    """A PerturbationModule attacking all of ``models`` jointly over the full image, every step."""
     from segattack.attacks.module import PerturbationModule
 
-    spec = attack_spec(method, eps, steps, mode, list(models), image_size, num_classes, seed)
+    spec = attack_spec(method, eps, steps, mode, list(models), image_size, num_classes, seed,
+                       overrides=FIXED_WORK)
     return PerturbationModule(models, spec)
 
 

@@ -200,8 +200,8 @@ def test_class_region_absent_from_every_image_warns(tmp_path, weights, caplog, m
 
     class NoCars(task.PerturbationModule):  # class 4 (car) relabelled road (2): absent everywhere
         def test_step(self, batch, i):
-            x, y = batch
-            return super().test_step((x, torch.where(y == 4, 2, y)), i)
+            x, y, *index = batch
+            return super().test_step((x, torch.where(y == 4, 2, y), *index), i)
 
     monkeypatch.setattr(task, "PerturbationModule", NoCars)
     cfg = compose_attack_cfg(tmp_path / "run", [f"weights.enet={weights}", "attack=fgsm", "region=class",
@@ -209,4 +209,4 @@ def test_class_region_absent_from_every_image_warns(tmp_path, weights, caplog, m
     with caplog.at_level("WARNING"):
         run_attack(cfg)
     assert "the area (class [4]) holds no valid pixel in any of the 1 evaluated images" in caplog.text
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["per_model"]["enet"]["asr"] == 0.0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["per_model"]["enet"]["asr"] is None

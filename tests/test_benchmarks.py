@@ -67,3 +67,15 @@ def test_pgd_vs_torchattacks_runs(tmp_path):
     assert [c["steps"] for c in data["curve"]] == [1, 2]
     for c in data["curve"]:
         assert 0.0 <= c["tanh"] <= 1.0 and 0.0 <= c["pgd"] <= 1.0
+
+
+def test_attack_strength_runs(tmp_path):
+    """Every contender on every case and region, one row per (case, region, contender, steps)."""
+    data = run_benchmark("attack_strength", tmp_path, "--contenders", "tanh (default)", "pgd",
+                         "segpgd (ours, reference)")
+    rows = [r for r in data["rows"] if r["contender"] != "torchattacks PGD"]
+    assert len(rows) == 3 * 2 * 3 * 2  # cases x regions x contenders x steps
+    for r in rows:
+        assert 0.0 <= r["asr"] <= 1.0 and r["seconds"] > 0
+        if "+" in r["case"]:  # joint: asr_all is at most each model's asr
+            assert r["asr"] <= min(r["per_model"].values()) + 1e-6

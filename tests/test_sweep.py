@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import TINY, random_weights, run_entry
 
+from segattack.report.collect import COLUMNS
 from segattack.report.sweep import SweepRun, numeric_axis, summarize_sweep, varying_keys
 
 SWEEP = [*TINY, "logger=none", "num_figures=0", "region=full", "source_models=[enet,enet2]",
@@ -47,10 +48,11 @@ def test_sweep_summary_table_and_plot(sweep):
     for row in rows:
         cells = [c.strip() for c in row.split("|")[1:-1]]
         m = json.loads((sweep_dir / cells[0] / "metrics.json").read_text())
-        model = cells[5].rstrip("*")
-        assert cells[3] == f"{m['attack']['eps'] * 255:.0f}/255"
-        assert cells[8] == f"{m['per_model'][model]['asr']:.1%}"
-        assert cells[12] == f"{m['joint']['asr_all']:.1%}"
+        col = dict(zip(COLUMNS, cells))  # the collect columns
+        model = col["model"].rstrip("*")
+        assert col["eps"] == f"{m['attack']['eps'] * 255:.0f}/255"
+        assert col["asr"] == f"{m['per_model'][model]['asr']:.1%}"
+        assert col["asr_all"] == f"{m['joint']['asr_all']:.1%}"
     plot = sweep_dir / "asr_vs_eps.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![asr against eps](asr_vs_eps.png)" in summary

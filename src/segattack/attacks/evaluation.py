@@ -140,6 +140,8 @@ class AttackEvaluation(nn.Module):
     def image_rows(self) -> tuple[list[int], dict[str, torch.Tensor]]:
         """(image indices, field -> (N,) counts) over every process's images, by index."""
         index, rows = self.per_image.compute()
+        index = index.reshape(-1)  # one image: torchmetrics' concatenation drops the batch axis
+        rows = rows.reshape(len(index), len(self.fields))
         return index.tolist(), {f: rows[:, j] for j, f in enumerate(self.fields)}
 
     def per_image_table(self) -> tuple[list[str], list[list]]:
