@@ -180,8 +180,9 @@ def main():
             title = f"asr by steps, {region} image, eps {eps * 255:.0f}/255, {conf['images']} images ({conf['data']})"
             tables[title] = C.markdown_table(header, body)
     C.report(SCRIPT, args, m, conf, tables, {"rows": rows})
-    if not args.quick:
-        plot(rows, conf, Path(C.ROOT / "docs" / "figures" / "attack_strength.png"), args.cases)
+    if not args.quick:  # beside the JSON (docs/figures/attack_strength.png is a copy of one)
+        plot(rows, conf, args.out.with_suffix(".png"), args.cases)
+        print(f"plot: {args.out.with_suffix('.png')}")
 
 
 def plot(rows, conf, path: Path, cases) -> None:
