@@ -40,6 +40,11 @@ def _options(ctx_expected: str) -> str:
     return "[" + ctx_expected.replace(" or ", ", ") + "]"
 
 
+# pydantic's bound errors -> (comparison, context key)
+_BOUNDS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
+           "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+
+
 def expected_text(error: dict) -> str:
     """What a pydantic error expects, in words (``expected an integer``)."""
     kind, ctx = error["type"], error.get("ctx") or {}
@@ -59,14 +64,9 @@ def expected_text(error: dict) -> str:
         return "expected null"
     if kind == "literal_error":
         return f"expected one of {_options(ctx['expected'])}"
-    if kind == "greater_than":
-        return f"expected > {ctx['gt']:g}"
-    if kind == "greater_than_equal":
-        return f"expected >= {ctx['ge']:g}"
-    if kind == "less_than_equal":
-        return f"expected <= {ctx['le']:g}"
-    if kind == "less_than":
-        return f"expected < {ctx['lt']:g}"
+    if kind in _BOUNDS:
+        sign, key = _BOUNDS[kind]
+        return f"expected {sign} {ctx[key]:g}"
     if kind in ("too_short", "too_long"):
         n = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
         return f"expected at {'least' if kind == 'too_short' else 'most'} {n} value{'s' * (n != 1)}"
