@@ -20,6 +20,7 @@ from helpers import (
 from omegaconf import OmegaConf
 
 from segattack.attacks.evaluation import AttackEvaluation, goal_pixels
+from segattack.attacks.objective import batch_asr
 from segattack.attacks.regions import BoxRegion, ClassRegion
 from segattack.attacks.sampling import shard
 from segattack.attacks.spec import goal_map
@@ -70,6 +71,10 @@ def test_dilated_class_ring_does_not_count_as_targeted_success():
     _, r = evaluate(y, area, {"a": clean}, {"a": adv}, goal, table)
     assert r["per_model"]["a"]["asr"] == 1.0 and r["per_model"]["a"]["asr_on_correct"] == 1.0
     assert r["per_model"]["a"]["fooling_rate"] == pytest.approx(1 / 9)  # over the whole area
+    # The universal fit's progress-bar rate scores the same pixels as metrics.json.
+    ev, _ = evaluate(y, area, {"a": clean}, {"a": adv}, goal, table)
+    assert float(batch_asr(adv, y, area, goal, ev.has_goal(y))) == 1.0
+    assert float(batch_asr(clean, y, area, goal, ev.has_goal(y))) == 0.0  # not 8/9
 
 
 def test_target_class_scores_every_pixel():

@@ -98,8 +98,9 @@ class PerturbationModule(L.LightningModule):
             raise FloatingPointError(f"attack loss is {loss.item()} at step {self.global_step}: "
                                      "stopping instead of writing garbage results")
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        has_goal = self.evaluation.has_goal(y)
         for k in objective.source_models:  # this step's batch, per attacked model (progress bar)
-            self.log(f"asr_{k}", batch_asr(logits[k].argmax(1), y, area, goal), prog_bar=True,
+            self.log(f"asr_{k}", batch_asr(logits[k].argmax(1), y, area, goal, has_goal), prog_bar=True,
                      batch_size=x.shape[0])
         return loss
 

@@ -105,8 +105,14 @@ class JointObjective:
         return {m: self.models[m](x).argmax(1) for m in names}
 
 
-def batch_asr(pred, y, area, goal):
-    """Share of valid pixels of the area where the attack succeeds (a tensor: no host sync)."""
+def batch_asr(pred, y, area, goal, has_goal=None):
+    """Share of valid pixels of the area where the attack succeeds (a tensor: no host sync).
+
+    ``has_goal``: targeted, the pixels that have a goal (``AttackEvaluation.has_goal``); the others
+    ask for nothing and are not scored, as in metrics.json (docs/method.md, "Metrics").
+    """
     valid = area & (y != IGNORE_INDEX)
+    if has_goal is not None:
+        valid = valid & has_goal
     success = pred == goal if goal is not None else pred != y
     return (success & valid).sum() / valid.sum().clamp(min=1)

@@ -48,7 +48,8 @@ def per_image_rows(module, class_labels: dict[int, str]):
         adv = wandb.Image(_rgb(s["x_adv"]), masks={
             **label, **{m: {"mask_data": s["adv"][m].numpy().astype(np.uint8), "class_labels": class_labels}
                         for m in models}})
-        asr = [float(batch_asr(s["adv"][m][None], y, area, goal)) for m in models]
+        has_goal = module.evaluation.has_goal(y)
+        asr = [float(batch_asr(s["adv"][m][None], y, area, goal, has_goal)) for m in models]
         yield [i, wandb.Image(_rgb(s["image"])), clean, adv, *asr]
 
 
