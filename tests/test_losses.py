@@ -100,6 +100,16 @@ def test_margin_stops_at_the_decision_boundary():
     assert model_loss(LOGITS, LABELS, AREA, goal=goal, loss="margin").item() == pytest.approx(1.0)
 
 
+def test_margin_kappa_keeps_pulling_a_barely_fooled_pixel():
+    # pixel 1 is fooled by a margin of 3: with kappa 5 it still pulls (capped at 5, not 0)
+    assert model_loss(LOGITS, LABELS, AREA, loss="margin", kappa=5.0).item() == pytest.approx(-(-2.0 + 3.0) / 2)
+    # with kappa 1 it is past the cap: -(-2 + 1) / 2
+    assert model_loss(LOGITS, LABELS, AREA, loss="margin", kappa=1.0).item() == pytest.approx(0.5)
+    # targeted to class 1: pixel 1 is at its goal by 3 (max_other 0 - z_1 3 = -3), capped at -kappa
+    goal = torch.ones(1, 1, 2, dtype=torch.long)
+    assert model_loss(LOGITS, LABELS, AREA, goal=goal, loss="margin", kappa=1.0).item() == pytest.approx((2.0 - 1.0) / 2)
+
+
 @pytest.mark.parametrize("name", LOSSES)
 def test_every_loss_pulls_towards_success(name):
     """One gradient step on the logits lowers the label's probability (untargeted) and raises

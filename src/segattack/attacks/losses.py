@@ -17,7 +17,7 @@ per-image values are returned (B,), so a batch of images is a batch of independe
 | ``segpgd`` | cross-entropy | ``1 - lambda_t`` not done, ``lambda_t`` done; ``lambda_t = t / 2T`` (Gu et al. 2022) |
 | ``cospgd`` | cross-entropy | cosine of softmax and one-hot ``t`` (untargeted), 1 - that (targeted), detached (Agnihotri et al. 2023) |
 | ``js`` | Jensen-Shannon divergence of softmax and one-hot ``t`` (bounded: done pixels stop pulling) | 1 |
-| ``margin`` | ``max_{j != t} z_j - z_t``, capped at 0 on the done side (Carlini-Wagner, kappa = 0) | 1 |
+| ``margin`` | ``max_{j != t} z_j - z_t``, capped at ``kappa`` (default 0) on the done side (Carlini-Wagner) | 1 |
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ LOSSES = tuple(TERMS)
 def model_loss(logits: torch.Tensor, labels: torch.Tensor, area: torch.Tensor,
                goal: torch.Tensor | None = None, keep: torch.Tensor | None = None,
                keep_weight: float = 0.0, ce_max: float | None = None, loss: str = "ce",
-               step: int = 0, steps: int = 1) -> torch.Tensor:
+               step: int = 0, steps: int = 1, kappa: float = 0.0) -> torch.Tensor:
     """(B,) per-image loss one model contributes (to minimise).
 
     Args:
@@ -86,13 +86,15 @@ def model_loss(logits: torch.Tensor, labels: torch.Tensor, area: torch.Tensor,
             kept outside A with weight ``keep_weight`` (less collateral).
         ce_max: cap of the untargeted per-pixel cross-entropy of ``loss=ce`` (None = unbounded).
         loss: name in ``LOSSES``. step, steps: where the attack is (``segpgd``'s lambda_t).
+        kappa: ``margin``'s cap on the done side: a pixel pulls until it is kappa logits past the
+            boundary, so a barely fooled pixel is not left where the next step flips it back.
     """
     targeted = goal is not None
     t = goal if targeted else labels
     in_area = area & (labels != IGNORE_INDEX)
     ell = TERMS[loss](logits, t)
-    if loss == "margin":  # kappa = 0: a pixel past the boundary stops pulling
-        ell = ell.clamp(min=0) if targeted else ell.clamp(max=0)
+    if loss == "margin":  # a pixel kappa past the boundary stops pulling
+        ell = ell.clamp(min=-kappa) if targeted else ell.clamp(max=kappa)
     elif loss == "ce" and ce_max is not None and not targeted:
         ell = ell.clamp(max=ce_max)
     if loss in ("masked_ce", "segpgd"):

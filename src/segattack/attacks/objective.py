@@ -40,7 +40,7 @@ class JointObjective:
         s = self.spec
         lab = labels if s.label_source == "gt" else clean[k]
         value = model_loss(logits, lab, area, goal, clean.get(k), s.keep_weight, s.ce_max, s.loss,
-                           step, steps)
+                           step, steps, s.kappa)
         if s.balance == "normalized":
             value = value / value.detach().abs().clamp(min=1e-12)
         return s.lambdas[k] * value

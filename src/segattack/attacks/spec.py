@@ -42,7 +42,7 @@ class AttackSpec:
         source_models: attacked jointly; eval_models: every model evaluated (sources first).
         goal_map: (256,) label -> goal class look-up for targeted attacks, else None.
         label_source: ``gt`` or ``clean`` (the clean prediction stands in for the label).
-        keep_weight, norm_weight, ce_max, lambdas: loss settings (``attacks/losses.py``).
+        keep_weight, norm_weight, ce_max, kappa, lambdas: loss settings (``attacks/losses.py``).
         loss: name in ``LOSSES``. balance: ``sum`` or ``normalized`` (``attacks/objective.py``).
         schedule: step-size schedule of the per-image loop (constant, cosine, step).
         best: report each image's best iterate (else the last). early_stop: stop a batch once
@@ -68,6 +68,7 @@ class AttackSpec:
     keep_weight: float = 0.0
     norm_weight: float = 0.0
     ce_max: float | None = None
+    kappa: float = 0.0
     lambdas: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     num_figures: int = 4
@@ -147,7 +148,7 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
         image_size=tuple(int(v) for v in image_size), num_classes=num_classes,
         source_models=sources, eval_models=evaluated, goal_map=goal_map(a, num_classes),
         label_source=a.label_source, keep_weight=float(a.keep_weight),
-        norm_weight=float(a.norm_weight), ce_max=a.ce_max,
+        norm_weight=float(a.norm_weight), ce_max=a.ce_max, kappa=float(a.kappa),
         lambdas={k: float((a.lambdas or {}).get(k, 1.0)) for k in sources},
         seed=cfg.seed, num_figures=cfg.num_figures, loss=a.loss, balance=a.balance,
         schedule=a.schedule, best=a.best, early_stop=a.early_stop)

@@ -78,6 +78,7 @@ class Attack(Strict):
     keep_weight: NonNegFloat
     norm_weight: NonNegFloat
     ce_max: PositiveFloat | None = None
+    kappa: NonNegFloat = 0.0
     lambdas: dict[str, NonNegFloat] | None = None
     loss: Literal[LOSSES]
     balance: Literal["sum", "normalized"]
