@@ -95,6 +95,8 @@ def main():
     p.add_argument("--steps", nargs="+", type=int, default=None)
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--no-torchattacks", action="store_true",
+                   help="skip the torchattacks PGD reference (it costs as much as a contender)")
     args = p.parse_args()
     C.setup(args, SCRIPT)
     conf = C.settings(args, quick={"images": 2, "steps": [1, 2], "eps": [4 / 255]},
@@ -145,7 +147,7 @@ def main():
                         print(f"  {case} {region} {contender} eps={eps * 255:.0f}/255 steps={steps}: "
                               f"asr {r['asr']:.3f} ({r['seconds']:.1f} s)", flush=True)
                         C.write_json(args.out, {"settings": conf, "machine": m, "rows": list(points.values())})
-                if len(CASES[case]) == 1 and region == "full":
+                if len(CASES[case]) == 1 and region == "full" and not args.no_torchattacks:
                     for steps in conf["steps"]:
                         key = (case, region, "torchattacks PGD", eps, steps)
                         if key not in points:

@@ -38,9 +38,11 @@ done
 
 # 2. The same attack against FGSM, I-FGSM and PGD on the joint pair (equal eps 4/255, 10 steps;
 #    the tanh row is local_joint_eps4).
-for method in fgsm ifgsm pgd; do
+for method in fgsm ifgsm; do
     run "baseline_joint_$method" experiment=paper_baselines "attack=$method" "eval_models=[enet,erfnet]" "${LIMIT[@]}"
 done
+run baseline_joint_pgd experiment=paper_baselines attack=pgd 'attack.optimizer.lr="${div:2.5,${attack.steps}}"' \
+    "eval_models=[enet,erfnet]" "${LIMIT[@]}"
 
 # 3. Transfer matrix on all 101 val images at 4/255 (craft on ENet, on ERFNet, jointly).
 run transfer_eps4 experiment=paper_transfer

@@ -185,6 +185,16 @@ def test_paper_plain_experiment_is_the_papers_setting():
     assert spec.optimizer.func is torch.optim.Adam and spec.optimizer.keywords["lr"] == 0.6
 
 
+def test_pgd_default_and_the_classical_pgd_of_the_baselines():
+    spec = attack_spec(["attack=pgd", "region=full", "attack.steps=10"])
+    assert (spec.loss, spec.kappa, spec.schedule, spec.init) == ("margin", 1.0, "cosine", "uniform")
+    assert spec.optimizer.keywords["lr"] == pytest.approx(0.75)  # 7.5 eps / steps
+    classic = attack_spec(["experiment=paper_baselines", "attack=pgd", "attack.steps=10",
+                           'attack.optimizer.lr="${div:2.5,${attack.steps}}"'], image_size=(360, 480))
+    assert (classic.loss, classic.kappa, classic.schedule) == ("ce", 0.0, "constant")
+    assert classic.optimizer.keywords["lr"] == pytest.approx(0.25)  # Madry et al.: 2.5 eps / steps
+
+
 def test_tiny_model_keeps_working(small=(32, 48)):
     """A smoke check that a random model runs through every new path (ensemble of APGD + tanh)."""
     module = make_module({"m": tiny_model(0)}, "attack=ensemble", "attack.steps=2", "region=full",
