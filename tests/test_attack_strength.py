@@ -74,6 +74,7 @@ def test_best_iterate_keeps_each_images_best_and_counts_steps_to_full_success():
     assert tracker.count.tolist() == [4, 3]
     assert tracker.w[:, 0, 0, 0].tolist() == [1.0, 2.0]  # image 0 best at step 1, image 1 at 2
     assert done.tolist() == [True, False] and tracker.steps_used.tolist() == [1, -1]
+    assert tracker.last.tolist() == [0, 3]  # the last iterate's count (a best=false ensemble member)
 
 
 class AlwaysWrong(torch.nn.Module):
@@ -107,6 +108,13 @@ def test_early_stop_ends_a_batch_whose_pixels_are_all_fooled():
     model.calls = 0
     result = module.attack_batch(x, y, clean, mask, None, mask, None)
     assert model.calls == 21 and result.steps_used.tolist() == [0] * 4  # 20 steps + the last one scored
+    # Last iterate, no early stop (experiment=paper_plain's loop): the evaluation scores x_adv,
+    # so the loop does not run the models once more for it.
+    module = make_module({"m": model}, "attack=pgd", "attack.steps=20", "region=full",
+                         "attack.early_stop=false", "attack.best=false")
+    model.calls = 0
+    result = module.attack_batch(x, y, clean, mask, None, mask, None)
+    assert model.calls == 20 and result.count is None
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -40,11 +40,13 @@ class BestIterate:
         self.total = valid.flatten(1).sum(1)
         self.w = w.detach().clone()
         self.count = torch.full_like(self.total, -1)
+        self.last = self.count
         self.steps_used = torch.full_like(self.total, -1)
 
     def update(self, w: torch.Tensor, success: torch.Tensor, step: int) -> torch.Tensor:
         """Record ``w`` (whose per-pixel success on every model is ``success``); returns done (B,)."""
         count = (success & self.valid).flatten(1).sum(1)
+        self.last = count  # the latest iterate's (a last-iterate attack reports that one)
         better = count > self.count
         self.w = torch.where(better.view(-1, *[1] * (w.dim() - 1)), w.detach(), self.w)
         self.count = torch.maximum(count, self.count)
@@ -55,20 +57,22 @@ class BestIterate:
 
 @dataclass
 class PerImageResult:
-    """x_adv (B, 3, H, W); count: (B,) successful pixels of it; steps_used: (B,) updates until
-    every valid pixel of the area was fooled (the step budget where never)."""
+    """x_adv (B, 3, H, W); count: (B,) successful pixels of it (None when it was not scored: the
+    last iterate of a single attack, which the evaluation scores anyway); steps_used: (B,)
+    updates until every valid pixel of the area was fooled (the step budget where never)."""
 
     x_adv: torch.Tensor
-    count: torch.Tensor
+    count: torch.Tensor | None
     steps_used: torch.Tensor
 
 
 def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation: Perturbation,
                        x, y, clean, mask, placement, area, goal,
-                       generator: torch.Generator) -> PerImageResult:
+                       generator: torch.Generator, need_count: bool = False) -> PerImageResult:
     """Optimise a perturbation for the batch ``(x, y)``: the best iterate (``spec.best``) or the
     last one. ``mask``/``placement`` say where delta may be non-zero, ``area`` where success
     counts. A non-finite loss stops the run (no garbage results), checked once after the loop.
+    ``need_count``: score the result even when it is the last iterate (an ensemble compares).
     """
     bounds = perturbation.feasible_bounds(x)
     w = perturbation.initial_w(x.shape, generator)
@@ -78,7 +82,7 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
     base_lr = [g["lr"] for g in opt.param_groups]
     tracker = BestIterate(w, area & (y != IGNORE_INDEX))
     first_bad = torch.tensor(-1)
-    step = 0
+    step, scored = 0, True
     with torch.enable_grad():
         for step in range(spec.steps):
             opt.zero_grad(set_to_none=True)
@@ -93,20 +97,24 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
                 group["lr"] = lr * factor
             opt.step(loss) if getattr(opt, "wants_loss", False) else opt.step()
             perturbation.project_(w, bounds)
-        else:  # the last update has not been scored yet
+        else:  # the last update has not been scored yet: the best iterate or a count needs it
             step = spec.steps
-            with torch.no_grad():
-                x_adv, _ = perturbation.adversarial(x, w, mask, placement)
-                preds = objective.predict(x_adv, objective.source_models)
-            tracker.update(w, objective.success(preds, y, goal), step)
+            if spec.best or need_count:
+                with torch.no_grad():
+                    x_adv, _ = perturbation.adversarial(x, w, mask, placement)
+                    preds = objective.predict(x_adv, objective.source_models)
+                tracker.update(w, objective.success(preds, y, goal), step)
+            else:
+                scored = False
     if first_bad.item() >= 0:
         raise FloatingPointError(f"attack loss became non-finite at step {first_bad.item()} "
                                  "of a per-image attack: stopping instead of writing garbage")
     steps_used = torch.where(tracker.steps_used < 0, spec.steps, tracker.steps_used)
     final = tracker.w if spec.best else w.detach()
+    count = None if not scored else tracker.count if spec.best else tracker.last
     with torch.no_grad():
         x_adv, _ = perturbation.adversarial(x, final, mask, placement)
-    return PerImageResult(x_adv, tracker.count, steps_used)
+    return PerImageResult(x_adv, count, steps_used)
 
 
 def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations, x, y, clean,
@@ -116,7 +124,7 @@ def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations
     for member, perturbation in zip(spec.members, perturbations):
         objective.spec = member  # the member's loss settings
         r = optimise_per_image(member, objective, perturbation, x, y, clean, mask, placement, area,
-                               goal, generator)
+                               goal, generator, need_count=True)
         if best is None:
             best = r
             continue
