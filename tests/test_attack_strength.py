@@ -203,6 +203,11 @@ def test_pgd_default_and_the_classical_pgd_of_the_baselines():
     assert classic.optimizer.keywords["lr"] == pytest.approx(0.25)  # Madry et al.: 2.5 eps / steps
 
 
+def test_universal_preset_keeps_the_cross_entropy():
+    spec = attack_spec(["experiment=paper_universal", "attack.steps=2"], image_size=(360, 480))
+    assert (spec.method, spec.mode, spec.loss) == ("tanh", "universal", "ce")
+
+
 def test_tiny_model_keeps_working(small=(32, 48)):
     """A smoke check that a random model runs through every new path (ensemble of APGD + tanh)."""
     module = make_module({"m": tiny_model(0)}, "attack=ensemble", "attack.steps=2", "region=full",
