@@ -196,7 +196,7 @@ def test_paper_plain_experiment_is_the_papers_setting():
 def test_pgd_default_and_the_classical_pgd_of_the_baselines():
     spec = attack_spec(["attack=pgd", "region=full", "attack.steps=10"])
     assert (spec.loss, spec.kappa, spec.schedule, spec.init) == ("margin", 1.0, "cosine", "uniform")
-    assert spec.optimizer.keywords["lr"] == pytest.approx(0.75)  # 7.5 eps / steps
+    assert spec.optimizer.keywords["lr"] == 1.0  # the first step is eps, whatever the steps
     classic = attack_spec(["experiment=paper_baselines", "attack=pgd", "attack.steps=10",
                            'attack.optimizer.lr="${div:2.5,${attack.steps}}"'], image_size=(360, 480))
     assert (classic.loss, classic.kappa, classic.schedule) == ("ce", 0.0, "constant")
