@@ -111,7 +111,7 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
                                  "of a per-image attack: stopping instead of writing garbage")
     steps_used = torch.where(tracker.steps_used < 0, spec.steps, tracker.steps_used)
     final = tracker.w if spec.best else w.detach()
-    count = None if not scored else tracker.count if spec.best else tracker.last
+    count = (tracker.count if spec.best else tracker.last) if scored else None
     with torch.no_grad():
         x_adv, _ = perturbation.adversarial(x, final, mask, placement)
     return PerImageResult(x_adv, count, steps_used)
