@@ -255,7 +255,6 @@ def load_model(name: str, frozen: bool = True):
 # The training optimiser of configs/train_models.yaml (Adam lr 5e-4, weight decay 2e-4).
 TRAIN_OPTIMIZER = partial(torch.optim.Adam, lr=5e-4, weight_decay=2e-4)
 
-# The tanh attack's Adam lr as configs/attack/tanh.yaml sets it; PGD: lr = 2.5 / steps (pgd.yaml).
 def attack_spec(method: str, eps: float, steps: int, mode: str, sources: Sequence[str],
                 image_size: Sequence[int], num_classes: int, seed: int = 0, overrides=()):
     """The spec ``attack.py`` builds for ``attack=<method>`` over the full image (the composed
@@ -271,9 +270,12 @@ def attack_spec(method: str, eps: float, steps: int, mode: str, sources: Sequenc
     return build_attack_spec(cfg, image_size, num_classes)
 
 
-# Speed comparisons time every step: no early stop, the last iterate, the cross-entropy (the
-# work the bare loops replicate).
-FIXED_WORK = ["attack.loss=ce", "attack.best=false", "attack.early_stop=false"]
+# Speed comparisons time every step of the classical attacks the bare loops replicate (as
+# experiment=paper_baselines runs them): the cross-entropy, constant steps, the last iterate, no
+# early stop; PGD's step 2.5 eps / steps.
+FIXED_WORK = ["attack.loss=ce", "attack.kappa=0", "attack.schedule=constant", "attack.best=false",
+              "attack.early_stop=false"]
+CLASSICAL_PGD_STEP = 'attack.optimizer.lr="${div:2.5,${attack.steps}}"'
 
 
 def attack_module(models: dict, method: str, eps: float, steps: int, mode: str,
@@ -281,8 +283,9 @@ def attack_module(models: dict, method: str, eps: float, steps: int, mode: str,
     """A PerturbationModule attacking all of ``models`` jointly over the full image, every step."""
     from segattack.attacks.module import PerturbationModule
 
+    fixed = [*FIXED_WORK, *([CLASSICAL_PGD_STEP] if method == "pgd" else [])]
     spec = attack_spec(method, eps, steps, mode, list(models), image_size, num_classes, seed,
-                       overrides=FIXED_WORK)
+                       overrides=fixed)
     return PerturbationModule(models, spec)
 
 
