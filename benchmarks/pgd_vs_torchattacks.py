@@ -1,7 +1,7 @@
 """Our PGD (PerturbationModule + Trainer) against torchattacks.PGD; asr of tanh and PGD vs steps.
 
-Table 1: the same model (ENet), batch, eps, alpha = 2.5 * eps / steps (our configs/attack/pgd.yaml)
-and steps for both; each run also predicts the clean and the adversarial batch (ours does it
+Table 1: the same model (ENet), batch, eps, alpha = 2.5 * eps / steps (the classical PGD, as
+experiment=paper_baselines runs it: CE, constant steps) and steps for both; each run also predicts the clean and the adversarial batch (ours does it
 inside test_step, torchattacks' run does it around the attack), so "ms per step" = run time /
 steps includes those two forwards on both sides; "batches-only" leaves out our Trainer's set-up
 and tear-down (torchattacks has none). asr = share of valid pixels wrong after the
@@ -14,8 +14,8 @@ unchanged, with that one name resolved to ``CrossEntropyLoss(ignore_index=255)``
 differences: torchattacks draws its random start from the global RNG (seeded here) and clamps
 x + delta into [0, 1] after each step; ours keeps w in the eps-ball and clamps in the forward.
 
-Table 2: asr of tanh (Adam, lr 0.1) and PGD (lr 2.5 / steps, so every run ends on the ball's
-surface) as a function of steps at eps 4/255, and the fewest steps (of those tried) reaching
+Table 2: asr of the classical tanh (Adam at configs/attack/tanh.yaml's lr, CE) and PGD (lr
+2.5 / steps, so every run ends on the ball's surface) as a function of steps at eps 4/255, and the fewest steps (of those tried) reaching
 90% asr. Every point is its own run (PGD's step size depends on the number of steps).
 
 Sizes: default batch 2, 3 steps, 3 repeats; curve on 2 images at steps 1 2 5 10 20 (a few
