@@ -16,7 +16,8 @@ x + delta into [0, 1] after each step; ours keeps w in the eps-ball and clamps i
 
 Table 2: asr of the classical tanh (Adam at configs/attack/tanh.yaml's lr, CE) and PGD (lr
 2.5 / steps, so every run ends on the ball's surface) as a function of steps at eps 4/255,
-and the fewest steps (of those tried) reaching 90% asr. Every point is its own run (PGD's step size depends on the number of steps).
+and the fewest steps (of those tried) reaching 90% asr. Every point is its own run (PGD's step
+size depends on the number of steps).
 
 Sizes: default batch 2, 3 steps, 3 repeats; curve on 2 images at steps 1 2 5 10 20 (a few
 minutes on 2 cores). --full: batch 4, 10 steps, 5 repeats; curve on all 16 sample images at
