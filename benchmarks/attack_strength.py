@@ -29,8 +29,11 @@ CONTENDERS = {  # name -> overrides of configs/attack.yaml
     "tanh CE last (paper)": ["experiment=paper_plain"],
     "tanh (default)": ["attack=tanh"],
     "pgd": ["attack=pgd"],
-    "segpgd (ours, reference)": ["attack=pgd", "attack.loss=segpgd", "attack.best=false",
-                                 "attack.early_stop=false"],
+    # Gu et al.'s SegPGD: the classical PGD's constant steps (whatever pgd.yaml's default) with
+    # the SegPGD loss, the last iterate.
+    "segpgd (ours, reference)": ["attack=pgd", "attack.loss=segpgd", "attack.kappa=0",
+                                 "attack.schedule=constant", C.CLASSICAL_PGD_STEP,
+                                 "attack.best=false", "attack.early_stop=false"],
     "apgd": ["attack=apgd"],
 }
 CASES = {"enet": ["enet"], "erfnet": ["erfnet"], "enet+erfnet": ["enet", "erfnet"]}

@@ -9,6 +9,7 @@ import pytest
 import torch
 from helpers import (
     NUM_CLASSES,
+    ROOT,
     TRAIN_SIZE,
     attack_spec,
     make_module,
@@ -201,6 +202,23 @@ def test_pgd_default_and_the_classical_pgd_of_the_baselines():
                            'attack.optimizer.lr="${div:2.5,${attack.steps}}"'], image_size=(360, 480))
     assert (classic.loss, classic.kappa, classic.schedule) == ("ce", 0.0, "constant")
     assert classic.optimizer.keywords["lr"] == pytest.approx(0.25)  # Madry et al.: 2.5 eps / steps
+
+
+def test_benchmark_references_stay_classical_whatever_pgds_default(monkeypatch):
+    """The strength benchmark's SegPGD and the speed benchmarks' PGD keep Gu et al.'s / Madry et
+    al.'s constant 2.5 eps / steps and the cross-entropy, so their rows do not move with pgd.yaml."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import attack_strength
+    import common
+
+    segpgd = attack_spec([*attack_strength.CONTENDERS["segpgd (ours, reference)"], "region=full",
+                          "attack.steps=10"])
+    speed = attack_spec(["attack=pgd", *common.FIXED_WORK, common.CLASSICAL_PGD_STEP, "region=full",
+                         "attack.steps=5"])
+    for spec, loss, lr in ((segpgd, "segpgd", 0.25), (speed, "ce", 0.5)):
+        assert (spec.loss, spec.kappa, spec.schedule, spec.best, spec.early_stop) == (
+            loss, 0.0, "constant", False, False)
+        assert spec.optimizer.keywords["lr"] == pytest.approx(lr)
 
 
 def test_universal_preset_keeps_the_cross_entropy():
