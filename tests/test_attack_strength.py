@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import lightning as L
 import pytest
 import torch
 from helpers import (
@@ -13,6 +14,7 @@ from helpers import (
     TRAIN_SIZE,
     attack_spec,
     make_module,
+    quiet_trainer,
     run_module,
     synthetic,
     tiny_model,
@@ -123,6 +125,22 @@ def test_early_stop_ends_a_batch_whose_pixels_are_all_fooled():
     ("step", [1, 1, 0.1, 0.01])])
 def test_schedules(name, expected):
     assert [schedule_factor(name, s, 4) for s in range(4)] == pytest.approx(expected)
+
+
+def test_universal_fit_follows_the_schedule():
+    """The universal fit steps its optimiser's lr by the same factors as the per-image loop."""
+    seen = []
+
+    class LrProbe(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module = make_module({"m": tiny_model(0)}, "attack=pgd", "attack.optimizer.lr=0.5", "attack.steps=4",
+                         "attack.schedule=cosine", "mode=universal", "region=full")
+    quiet_trainer(4, [LrProbe()]).fit(module, train_dataloaders=synthetic(batch_size=2).dataloader(
+        "train", shuffle=True, train=False))
+    assert seen == pytest.approx([0.5 * schedule_factor("cosine", s, 4) for s in range(4)])
+    assert seen[-1] < seen[0]
 
 
 def test_apgd_checkpoints_and_step_halving():

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .evaluation import AttackEvaluation
-from .loop import PerImageResult, optimise_ensemble, optimise_per_image
+from .loop import PerImageResult, optimise_ensemble, optimise_per_image, schedule_factor
 from .objective import JointObjective, batch_asr
 from .perturbation import Perturbation
 from .spec import AttackSpec
@@ -84,7 +84,10 @@ class PerturbationModule(L.LightningModule):
 
     # --- universal: Trainer.fit -------------------------------------------------------------
     def configure_optimizers(self):
-        return self.spec.optimizer([self.w])
+        opt = self.spec.optimizer([self.w])
+        steps, name = self.spec.steps, self.spec.schedule  # the per-image loop's schedule, per step
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: schedule_factor(name, step, steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def training_step(self, batch, batch_idx):
         x, y = batch

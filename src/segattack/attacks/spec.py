@@ -44,7 +44,7 @@ class AttackSpec:
         label_source: ``gt`` or ``clean`` (the clean prediction stands in for the label).
         keep_weight, norm_weight, ce_max, kappa, lambdas: loss settings (``attacks/losses.py``).
         loss: name in ``LOSSES``. balance: ``sum`` or ``normalized`` (``attacks/objective.py``).
-        schedule: step-size schedule of the per-image loop (constant, cosine, step).
+        schedule: step-size schedule over ``steps`` (constant, cosine, step), both modes.
         best: report each image's best iterate (else the last). early_stop: stop a batch once
             every valid pixel of the area is fooled on every attacked model.
         members: an ensemble's attacks, run one after the other per image (the worst case is kept).
