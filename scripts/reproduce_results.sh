@@ -35,6 +35,11 @@ for eps in 1 2 4 8; do
     run "local_erfnet_eps$eps" experiment=paper_local "eps=$eps/255" "source_models=[erfnet]"      "${LIMIT[@]}"
     run "local_joint_eps$eps"  experiment=paper_local "eps=$eps/255" "source_models=[enet,erfnet]" "${LIMIT[@]}"
 done
+#    The paper's plain setting (tanh, Adam, CE, last iterate; experiment=paper_plain) at 4/255.
+for src in enet erfnet joint; do
+    models=$src; [ "$src" = joint ] && models=enet,erfnet
+    run "local_${src}_eps4_plain" 'experiment=[paper_local,paper_plain]' "source_models=[$models]" "${LIMIT[@]}"
+done
 
 # 2. The same attack against FGSM, I-FGSM and PGD on the joint pair (equal eps 4/255, 10 steps;
 #    the tanh row is local_joint_eps4).
