@@ -11,16 +11,21 @@
 #   LOCAL_LIMIT   val images for the per-image eps sweep and the baselines (default 24; empty = all 101)
 #   PRECISION     trainer precision of every run (default bf16-mixed: 1.5x faster, asr within
 #                 1 point of fp32, docs/performance.md)
+#   ONLY          a bash regex of the run names to run (default: all), e.g. ONLY='^(local|baseline)'
 set -euo pipefail
 OUT=${1:-outputs/results}
 LOCAL_LIMIT=${LOCAL_LIMIT-24}
 PRECISION=${PRECISION:-bf16-mixed}
+ONLY=${ONLY:-}
 COMMON=(logger=csv "trainer.precision=$PRECISION")
 LIMIT=()
 [ -n "$LOCAL_LIMIT" ] && LIMIT=("data.limit=$LOCAL_LIMIT")
 
 run() {  # run NAME OVERRIDES...: one attack.py run into OUT/NAME, unless it is already there
     local name=$1; shift
+    if [ -n "$ONLY" ] && ! [[ $name =~ $ONLY ]]; then
+        echo "== $name: not in ONLY"; return
+    fi
     if [ -f "$OUT/$name/metrics.json" ] || [ -f "$OUT/$name/transfer.json" ]; then
         echo "== $name: done already"; return
     fi
@@ -81,6 +86,10 @@ from segattack.report import asr_curve
 
 out = Path(sys.argv[1])
 eps = [1, 2, 4, 8]
+sweep = [out / f"local_{s}_eps{e}" / "metrics.json" for s in ("enet", "erfnet", "joint") for e in eps]
+if not all(p.is_file() for p in sweep):
+    print("asr_vs_eps.png not drawn: the local sweep is incomplete (ONLY?)")
+    sys.exit(0)
 def read(run, key):
     return [key(json.loads((out / f"{run}_eps{e}" / "metrics.json").read_text())) for e in eps]
 series = {
