@@ -244,6 +244,13 @@ def test_universal_preset_keeps_the_cross_entropy():
     assert (spec.method, spec.mode, spec.loss) == ("tanh", "universal", "ce")
 
 
+def test_strong_universal_preset_is_pgd_with_a_decaying_step_over_paper_universals_setting():
+    spec = attack_spec(["experiment=universal_pgd"], image_size=(360, 480), sources=("enet", "erfnet"))
+    assert (spec.method, spec.mode, spec.loss, spec.kappa, spec.schedule) == (
+        "pgd", "universal", "margin", 1.0, "cosine")
+    assert spec.optimizer.keywords["lr"] == pytest.approx(0.1) and spec.eps == pytest.approx(8 / 255)
+
+
 def test_tiny_model_keeps_working(small=(32, 48)):
     """A smoke check that a random model runs through every new path (ensemble of APGD + tanh)."""
     module = make_module({"m": tiny_model(0)}, "attack=ensemble", "attack.steps=2", "region=full",
