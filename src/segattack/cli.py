@@ -27,11 +27,41 @@ def fail(message: str) -> None:
 
 
 def run_task(task: Callable, cfg):
-    """Run ``task(cfg)``; a user-facing error prints one line per problem and exits with status 2."""
+    """Run ``task(cfg)``; a user-facing error prints one line per problem and exits with status 2.
+
+    Under DDP, a child rank ends here once the task is done (``finish_distributed``).
+    """
     try:
-        return task(cfg)
+        result = task(cfg)
     except (SegattackError, OmegaConfBaseException, FloatingPointError) as err:
         fail(str(err))
+    finish_distributed()
+    return result
+
+
+def finish_distributed() -> None:
+    """DDP: wait for every rank, end the process group, and end child ranks at once.
+
+    A child rank left to a normal interpreter exit can abort in C++ teardown ("terminate called
+    without an active exception"), and Lightning's launcher then SIGKILLs the main process
+    before it has written the outputs (seen once in CI, ``test_universal_attack_under_ddp_syncs_metrics``,
+    return code -9). Child ranks write nothing (rank 0 writes every output), so after flushing
+    their logs they leave with ``os._exit(0)``, skipping that teardown.
+    """
+    import logging
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    rank = dist.get_rank()
+    dist.barrier()  # no rank tears down while another is still in a collective
+    dist.destroy_process_group()
+    if rank != 0:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def hydra_message(err: Exception) -> str:
