@@ -294,3 +294,18 @@ def test_target_fields_of_metrics_json():
     metrics["attack"]["target_map"] = None
     with pytest.raises(ValueError, match=r"attack\.target_class"):
         validate_metrics(metrics)
+
+
+def test_universal_fit_on_augmented_frames(tmp_path):
+    """``fit_augment=true``: the fit sees the data's training augmentation, so with the same seed
+    it learns another perturbation than on the plain frames, still inside the eps ball."""
+    common = ["data=sample", "data.image_size=[48,64]", "data.limit=4", "mode=universal",
+              "region=full", "fit_split=val", "source_models=[enet]", "attack=pgd", "attack.steps=2", "logger=none",
+              "torch_threads=1", "trainer.enable_progress_bar=false", f"eps={EPS}", "num_figures=0"]
+    w = {}
+    for augment in ("false", "true"):
+        attack(tmp_path / augment, *common, f"fit_augment={augment}")
+        w[augment] = load_file(str(tmp_path / augment / "perturbation.safetensors"))["w"]
+        assert w[augment].shape == (1, 3, 48, 64)
+        assert read_metrics(tmp_path / augment)["perturbation"]["linf"] <= 8 / 255 + 1e-6
+    assert not torch.equal(w["false"], w["true"])

@@ -147,6 +147,19 @@ def test_camvid_augmentation_gives_crop_size(camvid):
     assert (x[:, 0] == 0).all() and (x[:, :, 0] == 0).all()
 
 
+def test_whole_frame_augmentation_keeps_the_model_size(camvid):
+    """``whole=True`` (a universal fit with fit_augment): augmented, but no training crop."""
+    dm = CamVidDataModule(camvid, image_size=(H, W), crop_size=(32, 40), scale=(0.5, 1.5), jitter=0.3)
+    augmented = dm.dataset("train", whole=True)
+    plain = dm.dataset("train", train=False)
+    changed = 0
+    for i in range(len(augmented)):
+        x, y = augmented[i]
+        check_sample(x, y, (H, W), 11)
+        changed += not torch.equal(x, plain[i][0])
+    assert changed == len(augmented)
+
+
 def test_camvid_augmentation_off(camvid):
     dm = CamVidDataModule(camvid, image_size=(H, W), crop_size=(32, 40), augment=False)
     a, b = dm.dataset("train")[0], dm.dataset("train")[0]

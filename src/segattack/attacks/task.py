@@ -156,7 +156,7 @@ def run_attack(cfg: DictConfig) -> dict:
     callbacks = [AttackProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
     fitting = universal and not cfg.get("perturbation")
     if fitting:  # a killed universal run resumes its perturbation (and its shuffle) from last.ckpt
-        fit_set = dm.dataset(cfg.fit_split, train=False)
+        fit_set = dm.dataset(cfg.fit_split, train=cfg.fit_augment, whole=True)
         sampler = EpochShuffle(len(fit_set), cfg.seed)
         fit_loader = torch.utils.data.DataLoader(
             fit_set, batch_size=dm.batch_size, sampler=sampler, num_workers=dm.num_workers,

@@ -160,12 +160,17 @@ class SegmentationDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     # --- shared ------------------------------------------------------------------------------
-    def dataset(self, split: str, train: bool | None = None) -> Dataset:
-        """The samples of ``split``; augmented when ``train`` (default: split == 'train')."""
+    def dataset(self, split: str, train: bool | None = None, whole: bool = False) -> Dataset:
+        """The samples of ``split``; augmented when ``train`` (default: split == 'train').
+
+        ``whole``: augmented samples keep the model size (no training crop), as a universal
+        perturbation of that size needs.
+        """
         train = (split == "train") if train is None else train
         augment = train and self.augment
         if augment:
-            tf = train_transform(self.image_size, self.crop_size, self.scale, self.jitter)
+            crop = None if whole else self.crop_size
+            tf = train_transform(self.image_size, crop, self.scale, self.jitter)
         else:
             tf = eval_transform(self.image_size)
         pairs = self.pairs(split)[: self.limit]

@@ -79,7 +79,7 @@ class SyntheticDataModule(SegmentationDataModule):
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.seed = seed
 
-    def dataset(self, split: str, train: bool | None = None) -> Dataset:
+    def dataset(self, split: str, train: bool | None = None, whole: bool = False) -> Dataset:
         if split not in self.sizes:
             raise ValueError(f"unknown split {split!r}: expected one of {sorted(self.sizes)}")
         offset = list(self.sizes).index(split)

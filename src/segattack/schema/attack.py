@@ -122,6 +122,7 @@ class AttackConfig(Run):
     area: Annotated[Region | None, BeforeValidator(_a_mapping)] = None
     region: Region
     fit_split: Split
+    fit_augment: bool = False
     eval_split: Split
     perturbation: str | None = None  # a universal file (mode=universal) or a per-image set
     perturbation_eps: Literal["run", "file"] = "run"
