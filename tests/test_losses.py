@@ -7,6 +7,7 @@ import torch
 
 from segattack.attacks.losses import (
     LOSSES,
+    dlr,
     jensen_shannon,
     margin,
     model_loss,
@@ -98,6 +99,14 @@ def test_margin_stops_at_the_decision_boundary():
     # targeted to class 1: pixel 1 is done (capped at 0), pixel 0 has max_other - z_1 = 2 - 0
     goal = torch.ones(1, 1, 2, dtype=torch.long)
     assert model_loss(LOGITS, LABELS, AREA, goal=goal, loss="margin").item() == pytest.approx(1.0)
+
+
+def test_dlr_is_the_margin_over_the_top_logit_spread():
+    # pixel 0: margin -2, top-3 spread 2 - 0 = 2; pixel 1: margin 3, spread 3 - 0 = 3
+    assert dlr(LOGITS, LABELS)[0, 0].tolist() == pytest.approx([-1.0, 1.0])
+    assert torch.allclose(dlr(5 * LOGITS, LABELS), dlr(LOGITS, LABELS))  # scale-invariant
+    assert loss_of("dlr") == pytest.approx(-(-1.0 + 0.0) / 2)  # the fooled pixel capped at kappa 0
+    assert model_loss(LOGITS, LABELS, AREA, loss="dlr", kappa=0.5).item() == pytest.approx(-(-1.0 + 0.5) / 2)
 
 
 def test_margin_kappa_keeps_pulling_a_barely_fooled_pixel():

@@ -50,7 +50,7 @@ ATTACK_CASES = {
         (["task=atack"], "task='atack': expected one of ['attack', 'transfer']"),
         (["mode=uni"], "mode='uni': expected one of ['per_image', 'universal']"),
         (["attack.loss=hinge"],
-         "attack.loss='hinge': expected one of ['ce', 'masked_ce', 'segpgd', 'cospgd', 'js', 'margin']"),
+         "attack.loss='hinge': expected one of ['ce', 'masked_ce', 'segpgd', 'cospgd', 'js', 'margin', 'dlr']"),
         (["attack.schedule=linear"], "attack.schedule='linear': expected one of ['constant', 'cosine', 'step']"),
         (["attack.balance=mean"], "attack.balance='mean': expected one of ['sum', 'normalized']"),
         (["attack.method=nope"], f"attack.method='nope': expected one of {ATTACK_METHODS}"),

@@ -18,6 +18,7 @@ per-image values are returned (B,), so a batch of images is a batch of independe
 | ``cospgd`` | cross-entropy | cosine of softmax and one-hot ``t`` (untargeted), 1 - that (targeted), detached (Agnihotri et al. 2023) |
 | ``js`` | Jensen-Shannon divergence of softmax and one-hot ``t`` (bounded: done pixels stop pulling) | 1 |
 | ``margin`` | ``max_{j != t} z_j - z_t``, capped at ``kappa`` (default 0) on the done side (Carlini-Wagner) | 1 |
+| ``dlr`` | the margin over the spread of the top logits ``z_pi1 - z_pi3`` (detached; after Croce & Hein 2020's DLR), capped at ``kappa`` | 1 |
 """
 
 from __future__ import annotations
@@ -63,6 +64,19 @@ def margin(logits, t):
     return others.amax(1) - z_t
 
 
+def dlr(logits, t):
+    """``margin / (z_pi1 - z_pi3)`` per pixel: the margin's sign, but a pixel with large logits
+    does not outweigh one with small logits in the image's mean (needs 3+ classes).
+
+    Unlike Croce & Hein's DLR the spread is detached, a per-pixel weight: its own gradient
+    vanishes when the target ties with the third logit, and the targeted form needs no other
+    denominator.
+    """
+    logits = logits.float()
+    top = logits.detach().topk(3, dim=1).values
+    return margin(logits, t) / (top[:, 0] - top[:, 2]).clamp(min=1e-6)
+
+
 def cosine_to_onehot(logits, t):
     p = logits.float().softmax(1)
     return p.gather(1, _safe(t)[:, None])[:, 0] / p.norm(dim=1).clamp(min=1e-12)
@@ -70,7 +84,7 @@ def cosine_to_onehot(logits, t):
 
 TERMS: dict[str, Callable] = {"ce": cross_entropy, "masked_ce": cross_entropy,
                               "segpgd": cross_entropy, "cospgd": cross_entropy,
-                              "js": jensen_shannon, "margin": margin}
+                              "js": jensen_shannon, "margin": margin, "dlr": dlr}
 LOSSES = tuple(TERMS)
 
 
@@ -86,14 +100,14 @@ def model_loss(logits: torch.Tensor, labels: torch.Tensor, area: torch.Tensor,
             kept outside A with weight ``keep_weight`` (less collateral).
         ce_max: cap of the untargeted per-pixel cross-entropy of ``loss=ce`` (None = unbounded).
         loss: name in ``LOSSES``. step, steps: where the attack is (``segpgd``'s lambda_t).
-        kappa: ``margin``'s cap on the done side: a pixel pulls until it is kappa logits past the
+        kappa: ``margin``'s (and ``dlr``'s) cap on the done side: a pixel pulls until it is kappa logits past the
             boundary, so a barely fooled pixel is not left where the next step flips it back.
     """
     targeted = goal is not None
     t = goal if targeted else labels
     in_area = area & (labels != IGNORE_INDEX)
     ell = TERMS[loss](logits, t)
-    if loss == "margin":  # a pixel kappa past the boundary stops pulling
+    if loss in ("margin", "dlr"):  # a pixel kappa past the boundary stops pulling
         ell = ell.clamp(min=-kappa) if targeted else ell.clamp(max=kappa)
     elif loss == "ce" and ce_max is not None and not targeted:
         ell = ell.clamp(max=ce_max)
