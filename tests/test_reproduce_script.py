@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 from helpers import ROOT
 
@@ -12,7 +14,8 @@ from helpers import ROOT
 def test_only_selects_runs_and_the_plain_setting_is_listed(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce_results.sh"), str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "ONLY": "^nothing$"})
+                          env={**os.environ, "ONLY": "^nothing$",  # the script's `python`: this one
+                               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = re.findall(r"^== (\S+): (.*)$", proc.stdout, re.M)
     names = [n for n, _ in lines]
