@@ -86,6 +86,17 @@ def torchattacks_point(model, loader_batches, eps, steps) -> dict | None:
     return {"asr": wrong / max(valid, 1), "seconds": time.perf_counter() - start}
 
 
+def split_overrides(text: str) -> list[str]:
+    """``a=1,b=[x,y],c={k:v}`` -> the three overrides: commas inside brackets stay."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "[{(") - (ch in "]})")
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
 def main():
     p = C.parser(__doc__)
     p.add_argument("--data", choices=["camvid", "sample"], default=None)
@@ -122,7 +133,7 @@ def main():
     for c in args.contenders:  # NAME=override,override: a setting to try next to the named ones
         if "=" in c.split(",")[0] and c.split("=", 1)[0] not in CONTENDERS:
             name, overrides = c.split("=", 1)
-            CONTENDERS[name] = overrides.split(",")
+            CONTENDERS[name] = split_overrides(overrides)
     args.contenders = [c.split("=", 1)[0] if c not in CONTENDERS else c for c in args.contenders]
     m = C.machine()
     print(C.machine_line(m))

@@ -257,3 +257,14 @@ def test_tiny_model_keeps_working(small=(32, 48)):
                          image_size=small)
     res = run_module(module, synthetic(small, num_val=2, batch_size=2))
     assert 0 <= res["per_model"]["m"]["asr"] <= 1
+
+
+def test_contender_overrides_keep_commas_inside_brackets(monkeypatch):
+    """``--contenders NAME=...``: a list or mapping value (ensemble members, lambdas) stays one override."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from attack_strength import split_overrides
+
+    text = "attack=ensemble,attack.members=[{attack:pgd},{attack:apgd,loss:js}],attack.lambdas={enet:1,erfnet:2}"
+    assert split_overrides(text) == ["attack=ensemble", "attack.members=[{attack:pgd},{attack:apgd,loss:js}]",
+                                     "attack.lambdas={enet:1,erfnet:2}"]
+    assert split_overrides("attack=pgd") == ["attack=pgd"]
