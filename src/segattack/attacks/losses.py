@@ -100,8 +100,8 @@ def model_loss(logits: torch.Tensor, labels: torch.Tensor, area: torch.Tensor,
             kept outside A with weight ``keep_weight`` (less collateral).
         ce_max: cap of the untargeted per-pixel cross-entropy of ``loss=ce`` (None = unbounded).
         loss: name in ``LOSSES``. step, steps: where the attack is (``segpgd``'s lambda_t).
-        kappa: ``margin``'s (and ``dlr``'s) cap on the done side: a pixel pulls until it is kappa logits past the
-            boundary, so a barely fooled pixel is not left where the next step flips it back.
+        kappa: the cap of ``margin`` and ``dlr`` on the done side: a pixel pulls until it is kappa
+            past the boundary, so a barely fooled pixel is not left where the next step flips it back.
     """
     targeted = goal is not None
     t = goal if targeted else labels
