@@ -3,9 +3,8 @@
 Table 1: the same model (ENet), batch, eps, alpha = 2.5 * eps / steps (the classical PGD, as
 experiment=paper_baselines runs it: CE, constant steps) and steps for both; each run also
 predicts the clean and the adversarial batch (ours does it inside test_step, torchattacks' run
-does it around the attack), so "ms per step" = run time /
-steps includes those two forwards on both sides; "batches-only" leaves out our Trainer's set-up
-and tear-down (torchattacks has none). asr = share of valid pixels wrong after the
+does it around the attack), so "ms per step" = run time / steps includes those two forwards on
+both sides; "batches-only" leaves out our Trainer's set-up and tear-down (torchattacks has none). asr = share of valid pixels wrong after the
 attack (full image, void ignored).
 
 torchattacks.PGD builds ``nn.CrossEntropyLoss()`` inside ``forward`` (no attribute to set in
