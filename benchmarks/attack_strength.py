@@ -31,7 +31,7 @@ CONTENDERS = {  # name -> overrides of configs/attack.yaml
     "pgd": ["attack=pgd"],
     # Gu et al.'s SegPGD: the classical PGD's constant steps (whatever pgd.yaml's default) with
     # the SegPGD loss, the last iterate.
-    "segpgd (ours, reference)": ["attack=pgd", "attack.loss=segpgd", *C.CLASSICAL, C.CLASSICAL_PGD_STEP],
+    "segpgd (ours, reference)": ["attack=pgd", "attack.loss=segpgd", *C.CLASSICAL, *C.CLASSICAL_PGD],
     "apgd": ["attack=apgd"],
 }
 CASES = {"enet": ["enet"], "erfnet": ["erfnet"], "enet+erfnet": ["enet", "erfnet"]}

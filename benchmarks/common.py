@@ -271,11 +271,12 @@ def attack_spec(method: str, eps: float, steps: int, mode: str, sources: Sequenc
 
 
 # The classical attacks (as experiment=paper_baselines runs them): constant steps, the last
-# iterate, no early stop; PGD's step 2.5 eps / steps. Speed comparisons time every step of them
-# with the cross-entropy, the work the bare loops replicate; the strength benchmark's SegPGD too.
+# iterate, no early stop; PGD's step 2.5 eps / steps, no momentum. Speed comparisons time every
+# step of them with the cross-entropy, the work the bare loops replicate; the strength
+# benchmark's SegPGD too.
 CLASSICAL = ["attack.kappa=0", "attack.schedule=constant", "attack.best=false", "attack.early_stop=false"]
 FIXED_WORK = ["attack.loss=ce", *CLASSICAL]
-CLASSICAL_PGD_STEP = 'attack.optimizer.lr="${div:2.5,${attack.steps}}"'
+CLASSICAL_PGD = ['attack.optimizer.lr="${div:2.5,${attack.steps}}"', "attack.optimizer.momentum=0"]
 
 
 def attack_module(models: dict, method: str, eps: float, steps: int, mode: str,
@@ -283,7 +284,7 @@ def attack_module(models: dict, method: str, eps: float, steps: int, mode: str,
     """A PerturbationModule attacking all of ``models`` jointly over the full image, every step."""
     from segattack.attacks.module import PerturbationModule
 
-    fixed = [*FIXED_WORK, *([CLASSICAL_PGD_STEP] if method == "pgd" else [])]
+    fixed = [*FIXED_WORK, *(CLASSICAL_PGD if method == "pgd" else [])]
     spec = attack_spec(method, eps, steps, mode, list(models), image_size, num_classes, seed,
                        overrides=fixed)
     return PerturbationModule(models, spec)

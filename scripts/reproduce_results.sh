@@ -52,7 +52,7 @@ for method in fgsm ifgsm; do
     run "baseline_joint_$method" experiment=paper_baselines "attack=$method" "eval_models=[enet,erfnet]" "${LIMIT[@]}"
 done
 run baseline_joint_pgd experiment=paper_baselines attack=pgd 'attack.optimizer.lr="${div:2.5,${attack.steps}}"' \
-    "eval_models=[enet,erfnet]" "${LIMIT[@]}"
+    attack.optimizer.momentum=0 "eval_models=[enet,erfnet]" "${LIMIT[@]}"
 
 # 3. Transfer matrix on all 101 val images at 4/255 (craft on ENet, on ERFNet, jointly).
 run transfer_eps4 experiment=paper_transfer

@@ -22,7 +22,7 @@ from helpers import (
 
 from segattack.attacks.loop import BestIterate, schedule_factor
 from segattack.attacks.noise import NOISE_FUNCTIONS
-from segattack.attacks.optim import APGD
+from segattack.attacks.optim import APGD, SignGradient
 from segattack.attacks.perturbation import Perturbation
 from segattack.attacks.regions import FullRegion
 from segattack.errors import ConfigError
@@ -157,6 +157,23 @@ def test_apgd_checkpoints_and_step_halving():
     assert eta.tolist() == [2.0 / 2 ** len(reached)] * 2
 
 
+def test_sign_momentum_accumulates_normalised_gradients_per_image():
+    # image 0: gradients (1, 1) then (-1, 3) (mean |g| 1, then 2: normalised (-0.5, 1.5)); with
+    # mu 0.75 the direction is (0.25, 2.25), so both entries step down again; without momentum
+    # the first steps back up. Image 1 has 1000x the gradients: each image is normalised alone.
+    grads = [torch.tensor([[1.0, 1.0], [1e3, 1e3]]), torch.tensor([[-1.0, 3.0], [-1e3, 3e3]])]
+    for mu, expected in ((0.75, [-0.2, -0.2]), (0.0, [0.0, -0.2])):
+        w = torch.zeros(2, 2, requires_grad=True)
+        opt = SignGradient([w], lr=0.1, momentum=mu)
+        for g in grads:
+            w.grad = g.clone()
+            opt.step()
+        for row in w.detach().tolist():
+            assert row == pytest.approx(expected)
+    with pytest.raises(ValueError, match="momentum"):
+        SignGradient([w], lr=0.1, momentum=1.0)
+
+
 def test_every_loss_and_apgd_raise_the_error_of_a_trained_model(trained_models):
     data = synthetic(TRAIN_SIZE, num_val=8)
     model = {"enet": trained_models["enet"]}
@@ -216,10 +233,13 @@ def test_pgd_default_and_the_classical_pgd_of_the_baselines():
     spec = attack_spec(["attack=pgd", "region=full", "attack.steps=10"])
     assert (spec.loss, spec.kappa, spec.schedule, spec.init) == ("margin", 1.0, "cosine", "uniform")
     assert spec.optimizer.keywords["lr"] == 1.0  # the first step is eps, whatever the steps
+    assert spec.optimizer.keywords["momentum"] == 0.5
     classic = attack_spec(["experiment=paper_baselines", "attack=pgd", "attack.steps=10",
-                           'attack.optimizer.lr="${div:2.5,${attack.steps}}"'], image_size=(360, 480))
+                           'attack.optimizer.lr="${div:2.5,${attack.steps}}"', "attack.optimizer.momentum=0"],
+                          image_size=(360, 480))
     assert (classic.loss, classic.kappa, classic.schedule) == ("ce", 0.0, "constant")
     assert classic.optimizer.keywords["lr"] == pytest.approx(0.25)  # Madry et al.: 2.5 eps / steps
+    assert classic.optimizer.keywords["momentum"] == 0
 
 
 def test_benchmark_references_stay_classical_whatever_pgds_default(monkeypatch):
@@ -231,12 +251,13 @@ def test_benchmark_references_stay_classical_whatever_pgds_default(monkeypatch):
 
     segpgd = attack_spec([*attack_strength.CONTENDERS["segpgd (ours, reference)"], "region=full",
                           "attack.steps=10"])
-    speed = attack_spec(["attack=pgd", *common.FIXED_WORK, common.CLASSICAL_PGD_STEP, "region=full",
+    speed = attack_spec(["attack=pgd", *common.FIXED_WORK, *common.CLASSICAL_PGD, "region=full",
                          "attack.steps=5"])
     for spec, loss, lr in ((segpgd, "segpgd", 0.25), (speed, "ce", 0.5)):
         assert (spec.loss, spec.kappa, spec.schedule, spec.best, spec.early_stop) == (
             loss, 0.0, "constant", False, False)
         assert spec.optimizer.keywords["lr"] == pytest.approx(lr)
+        assert spec.optimizer.keywords["momentum"] == 0
 
 
 def test_universal_preset_keeps_the_cross_entropy():
@@ -249,6 +270,7 @@ def test_strong_universal_preset_is_pgd_with_a_decaying_step_over_paper_universa
     assert (spec.method, spec.mode, spec.loss, spec.kappa, spec.schedule) == (
         "pgd", "universal", "margin", 1.0, "cosine")
     assert spec.optimizer.keywords["lr"] == pytest.approx(0.1) and spec.eps == pytest.approx(8 / 255)
+    assert spec.optimizer.keywords["momentum"] == 0.9
 
 
 def test_tiny_model_keeps_working(small=(32, 48)):

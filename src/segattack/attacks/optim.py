@@ -8,18 +8,25 @@ import torch
 
 
 class SignGradient(torch.optim.Optimizer):
-    """``p <- p - lr * sign(grad)``. With a unitless ``w`` (``delta = eps * f(w)``) the step in
+    """``p <- p - lr * sign(g)``. With a unitless ``w`` (``delta = eps * f(w)``) the step in
     pixel units is ``lr * eps``: FGSM is ``lr=1, steps=1``; PGD is ``lr=2.5/steps``.
+
+    ``g`` is the gradient, or with ``momentum`` mu > 0 MI-FGSM's accumulated direction (Dong et
+    al. 2018) ``g <- mu g + grad / mean|grad|``, the mean per image (dim 0) so that images of a
+    batch stay independent attacks.
 
     Args:
         params: the perturbation variable(s).
         lr: step size in units of eps.
+        momentum: mu in [0, 1); 0 = plain signed steps.
     """
 
-    def __init__(self, params, lr: float):
+    def __init__(self, params, lr: float, momentum: float = 0.0):
         if lr <= 0:
             raise ValueError(f"SignGradient lr must be > 0, got {lr}")
-        super().__init__(params, {"lr": lr})
+        if not 0 <= momentum < 1:
+            raise ValueError(f"SignGradient momentum must be in [0, 1), got {momentum}")
+        super().__init__(params, {"lr": lr, "momentum": momentum})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -29,8 +36,15 @@ class SignGradient(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
-                    p.add_(p.grad.sign(), alpha=-group["lr"])
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["momentum"] > 0:
+                    scale = g.abs().flatten(1).mean(1).clamp(min=1e-30).view(-1, *[1] * (g.dim() - 1))
+                    buf = self.state[p].get("direction")
+                    g = g / scale if buf is None else buf.mul_(group["momentum"]).add_(g / scale)
+                    self.state[p]["direction"] = g
+                p.add_(g.sign(), alpha=-group["lr"])
         return loss
 
 
