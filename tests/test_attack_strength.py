@@ -240,6 +240,8 @@ def test_pgd_default_and_the_classical_pgd_of_the_baselines():
     assert (classic.loss, classic.kappa, classic.schedule) == ("ce", 0.0, "constant")
     assert classic.optimizer.keywords["lr"] == pytest.approx(0.25)  # Madry et al.: 2.5 eps / steps
     assert classic.optimizer.keywords["momentum"] == 0
+    mifgsm = attack_spec(["attack=ifgsm", "region=full", "attack.optimizer.momentum=0.9"])
+    assert mifgsm.optimizer.keywords["momentum"] == 0.9  # I-FGSM's key exists: MI-FGSM by one override
 
 
 def test_benchmark_references_stay_classical_whatever_pgds_default(monkeypatch):
