@@ -38,4 +38,3 @@ def test_child_ranks_end_in_finish_distributed_and_rank_zero_goes_on(tmp_path: P
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
     assert sorted(f.name for f in tmp_path.iterdir()) == ["after_0"]  # rank 1 wrote nothing
-

@@ -41,9 +41,12 @@ class SignGradient(torch.optim.Optimizer):
                 g = p.grad
                 if group["momentum"] > 0:
                     scale = g.abs().flatten(1).mean(1).clamp(min=1e-30).view(-1, *[1] * (g.dim() - 1))
-                    buf = self.state[p].get("direction")
-                    g = g / scale if buf is None else buf.mul_(group["momentum"]).add_(g / scale)
-                    self.state[p]["direction"] = g
+                    state = self.state[p]
+                    if "direction" in state:  # in place: no temporary the size of w per step
+                        state["direction"].mul_(group["momentum"]).addcdiv_(g, scale)
+                    else:
+                        state["direction"] = g / scale
+                    g = state["direction"]
                 p.add_(g.sign(), alpha=-group["lr"])
         return loss
 
