@@ -80,6 +80,15 @@ def test_best_iterate_keeps_each_images_best_and_counts_steps_to_full_success():
     assert tracker.last.tolist() == [0, 3]  # the last iterate's count (a best=false ensemble member)
 
 
+def test_best_iterate_without_keep_w_counts_the_same_and_copies_nothing():
+    valid = torch.ones(1, 1, 4, dtype=torch.bool)
+    tracker = BestIterate(torch.zeros(1, 1, 1, 4), valid, keep_w=False)
+    for step, success in enumerate([[[1, 1, 0, 0]], [[1, 0, 0, 0]]]):
+        tracker.update(torch.full((1, 1, 1, 4), float(step)), torch.tensor([success]).bool(), step)
+    assert tracker.w is None
+    assert tracker.count.tolist() == [2] and tracker.last.tolist() == [1]
+
+
 class AlwaysWrong(torch.nn.Module):
     """Predicts class 0 everywhere whatever the input; counts its calls."""
 

@@ -33,12 +33,14 @@ class BestIterate:
 
     Args:
         w: the starting variable (B, ...). valid: (B, H, W) bool, the pixels that count.
+        keep_w: keep a copy of the best ``w`` (a last-iterate attack only needs the counts, and
+            the copy is one tensor the size of ``w`` per step).
     """
 
-    def __init__(self, w: torch.Tensor, valid: torch.Tensor):
+    def __init__(self, w: torch.Tensor, valid: torch.Tensor, keep_w: bool = True):
         self.valid = valid
         self.total = valid.flatten(1).sum(1)
-        self.w = w.detach().clone()
+        self.w = w.detach().clone() if keep_w else None
         self.count = torch.full_like(self.total, -1)
         self.last = self.count
         self.steps_used = torch.full_like(self.total, -1)
@@ -47,8 +49,9 @@ class BestIterate:
         """Record ``w`` (whose per-pixel success on every model is ``success``); returns done (B,)."""
         count = (success & self.valid).flatten(1).sum(1)
         self.last = count  # the latest iterate's (a last-iterate attack reports that one)
-        better = count > self.count
-        self.w = torch.where(better.view(-1, *[1] * (w.dim() - 1)), w.detach(), self.w)
+        if self.w is not None:
+            better = count > self.count
+            self.w = torch.where(better.view(-1, *[1] * (w.dim() - 1)), w.detach(), self.w)
         self.count = torch.maximum(count, self.count)
         done = self.count >= self.total
         self.steps_used = torch.where(done & (self.steps_used < 0), step, self.steps_used)
@@ -80,7 +83,7 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
     w.requires_grad_(True)
     opt = spec.optimizer([w])
     base_lr = [g["lr"] for g in opt.param_groups]
-    tracker = BestIterate(w, area & (y != IGNORE_INDEX))
+    tracker = BestIterate(w, area & (y != IGNORE_INDEX), keep_w=spec.best)
     first_bad = torch.tensor(-1)
     step, scored = 0, True
     with torch.enable_grad():
