@@ -103,6 +103,7 @@ class Data(Strict):
     scale: exactly(2, PositiveFloat, "[0.75,1.5]") | None = None
     jitter: NonNegFloat | None = None
     augment: bool | None = None
+    holdout: list[str] | None = None  # CamVid: training sequences that serve as val instead
     num_train: PositiveInt | None = None
     num_val: PositiveInt | None = None
     num_test: PositiveInt | None = None
