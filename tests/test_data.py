@@ -183,6 +183,44 @@ def test_camvid_class_frequencies(camvid):
     assert torch.allclose(freq, torch.from_numpy(counts / counts.sum()).float())
 
 
+def make_sequences(root: Path) -> Path:
+    """A training split of two sequences (seqA: 3 frames, seqB: 2, each frame its own label) and
+    no val folder: a held-out sequence must not need one."""
+    rng = np.random.default_rng(1)
+    names = [f"seqA_{i:05d}.png" for i in range(3)] + [f"seqB_{i:05d}.png" for i in range(2)]
+    for seed, name in enumerate(names):
+        write_png(root / "train" / name, rng.integers(0, 256, (H, W, 3)))
+        write_png(root / "trainannot" / name, camvid_label(100 + seed))
+    return root
+
+
+def test_camvid_holdout_sequence_serves_as_val(tmp_path):
+    root = make_sequences(tmp_path / "CamVid")
+    dm = CamVidDataModule(root, image_size=(H, W), holdout=["seqB"])
+    train, val = dm.pairs("train"), dm.pairs("val")
+    assert [p[0].name for p in train] == ["seqA_00000.png", "seqA_00001.png", "seqA_00002.png"]
+    assert [p[0].name for p in val] == ["seqB_00000.png", "seqB_00001.png"]
+    assert all(p[0].parent == root / "train" for p in val)  # read from train/, not val/
+    x, y = dm.dataset("val")[1]  # evaluated as val is: whole frames, no augmentation
+    assert x.shape == (3, H, W) and torch.equal(y, CamVidDataModule(root, (H, W)).dataset("train", train=False)[4][1])
+    # the class weights come from the frames left in train
+    counts = sum(np.bincount(np.array(__import__("PIL.Image").Image.open(label)).ravel(), minlength=12)[:11]
+                 for _, label in train)
+    assert torch.allclose(dm.class_frequencies("train"), torch.from_numpy(counts / counts.sum()).float())
+
+
+@pytest.mark.parametrize("holdout, message", [
+    (["seqC"], ("data.holdout=['seqC']: ['seqC'] not among the training sequences of {train} "
+                "(found: seqA (3 frames), seqB (2 frames))")),
+    (["seqA", "seqB"], "data.holdout=['seqA', 'seqB']: holds out every training sequence"),
+])
+def test_camvid_bad_holdout_names_the_sequences(tmp_path, holdout, message):
+    root = make_sequences(tmp_path / "CamVid")
+    with pytest.raises(DataError) as info:
+        CamVidDataModule(root, holdout=holdout).dataset("train")
+    assert message.format(train=root / "train") in str(info.value)
+
+
 # --- Cityscapes on a tiny official-layout tree ---------------------------------------------------
 
 CS_NAMES = {"train": [("aachen", "aachen_000000_000019"), ("bochum", "bochum_000000_000313")],

@@ -113,6 +113,27 @@ def test_cli_evaluate_on_test_split(tmp_path):
     assert not (run_dir / "checkpoints").exists(), "evaluate trains nothing"
 
 
+def test_cli_evaluate_on_a_held_out_training_sequence(tmp_path):
+    """``data.holdout=[img1]``: val is the training frame of that sequence (the one with the car and
+    the void block; there is no val/ folder), so the printed mIoU is that frame's hand value."""
+    root = make_test_split(tmp_path / "CamVid", split="train")
+    weights = always_road_weights(tmp_path / "road.safetensors")
+    proc = run_cli("task=evaluate", "models=[enet]", f"weights.enet={weights}", "data=camvid",
+                   f"data.root={root}", f"data.image_size=[{H},{W}]", "data.holdout=[img1]",
+                   "eval_split=val", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "camvid val split: 1 images at 48x64, fp32" in proc.stdout
+    road_iou = 1408 / 3008  # road predicted on all 3008 valid pixels of img1, 1408 of them road
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| enet |"))
+    assert row.split("|")[2].strip() == f"{100 * road_iou / 3:.2f}"
+
+
+def test_cli_holdout_must_be_a_list_of_sequences(tmp_path):
+    line = one_error_line(run_cli("task=evaluate", "models=[enet]", "data=camvid", "data.holdout=7",
+                                  f"hydra.run.dir={tmp_path / 'run'}"))
+    assert line.startswith("error: ") and "data.holdout=7" in line and "list" in line, line
+
+
 def test_cli_missing_split_is_one_line(tmp_path):
     """A tree without test/: one line naming the folder and the layout it expects."""
     root = make_test_split(tmp_path / "CamVid", split="val")

@@ -14,7 +14,7 @@ from .sources import CAMVID_HELP, require_folders
 
 def sequence_of(path: Path) -> str:
     """A CamVid frame's video sequence: the file name's part before the first ``_`` (0016E5_07959.png)."""
-    return path.name.split("_", 1)[0]
+    return path.stem.split("_", 1)[0]
 
 
 class CamVidDataModule(SegmentationDataModule):
