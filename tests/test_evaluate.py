@@ -128,6 +128,18 @@ def test_cli_evaluate_on_a_held_out_training_sequence(tmp_path):
     assert row.split("|")[2].strip() == f"{100 * road_iou / 3:.2f}"
 
 
+def test_cli_train_on_a_held_out_sequence_says_so_in_the_weights(tmp_path):
+    root = make_test_split(tmp_path / "CamVid", split="train")
+    run_dir = tmp_path / "run"
+    proc = run_cli("models=[enet]", "data=camvid", f"data.root={root}", f"data.image_size=[{H},{W}]",
+                   "data.holdout=[img1]", "data.batch_size=1", "trainer.max_epochs=1", "logger=csv",
+                   f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = read_metadata(run_dir / "weights" / "enet.safetensors")
+    assert meta["holdout"] == ["img1"] and meta["dataset"] == "camvid"
+    assert sorted(val_curve(run_dir)) == [0]  # validated (on img1) once
+
+
 def test_cli_holdout_must_be_a_list_of_sequences(tmp_path):
     line = one_error_line(run_cli("task=evaluate", "models=[enet]", "data=camvid", "data.holdout=7",
                                   f"hydra.run.dir={tmp_path / 'run'}"))

@@ -64,7 +64,9 @@ def train_one(cfg: DictConfig, name: str) -> dict:
         Path(cfg.paths.weights_dir) / f"{name}.safetensors",
         {"architecture": model_cfg.name, "num_classes": dm.num_classes,
          "class_names": list(dm.class_names), "input_size": list(dm.image_size),
-         "dataset": dm.name, "seed": cfg.seed},
+         "dataset": dm.name, "seed": cfg.seed,
+         # val_miou is then on these training sequences, not on the val split
+         **({"holdout": sorted(dm.holdout)} if getattr(dm, "holdout", None) else {})},
         mode=cfg.get("export", "best"))
     trainer = build_trainer(cfg, name, out_dir / "checkpoints" / name, export)
     ckpt = resume_checkpoint(out_dir / "checkpoints" / name) if cfg.resume else None
