@@ -122,7 +122,8 @@ def test_cli_evaluate_on_a_held_out_training_sequence(tmp_path):
                    f"data.root={root}", f"data.image_size=[{H},{W}]", "data.holdout=[img1]",
                    "eval_split=val", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "camvid val split: 1 images at 48x64, fp32" in proc.stdout
+    assert "camvid val split (held-out training sequences img1): 1 images at 48x64, fp32" in proc.stdout
+    assert json.loads((tmp_path / "run" / "eval_val.json").read_text())["holdout"] == ["img1"]
     road_iou = 1408 / 3008  # road predicted on all 3008 valid pixels of img1, 1408 of them road
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| enet |"))
     assert row.split("|")[2].strip() == f"{100 * road_iou / 3:.2f}"

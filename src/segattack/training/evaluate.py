@@ -90,6 +90,8 @@ def evaluate_models(cfg: DictConfig, paths: dict[str, str | Path], split: str) -
             raise WeightsError(f"weights.{name}: {err}") from None
     report = {"dataset": dm.name, "split": split, "image_size": list(dm.image_size),
               "precision": "fp32", "class_names": list(dm.class_names), "models": models}
+    if split == "val" and getattr(dm, "holdout", None):  # val is then those training sequences
+        report["holdout"] = sorted(dm.holdout)
     out = Path(cfg.paths.output_dir) / f"eval_{split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     # NaN (a class absent from the split and never predicted) is written as null: strict JSON.
@@ -107,7 +109,8 @@ def format_report(report: dict) -> str:
     names = report["class_names"]
     first = next(iter(report["models"].values()))
     h, w = report["image_size"]
-    lines = [f"{report['dataset']} {report['split']} split: {first['num_images']} images at {h}x{w}, "
+    held = f" (held-out training sequences {', '.join(report['holdout'])})" if report.get("holdout") else ""
+    lines = [f"{report['dataset']} {report['split']} split{held}: {first['num_images']} images at {h}x{w}, "
              f"{report['precision']}; IoU in %",
              "| model | mIoU | " + " | ".join(names) + " |",
              "|---" * (len(names) + 2) + "|"]
