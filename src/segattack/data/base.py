@@ -133,6 +133,7 @@ class SegmentationDataModule(L.LightningDataModule):
     class_names: tuple[str, ...] = ()
     palette: tuple[tuple[int, int, int], ...] = ()
     ignore_index = IGNORE_INDEX
+    holdout: frozenset[str] = frozenset()  # training sequences that serve as val (CamVid's data.holdout)
 
     def __init__(self, image_size: Sequence[int], crop_size: Sequence[int] | None = None,
                  batch_size: int = 8, num_workers: int = 0, augment: bool = True,

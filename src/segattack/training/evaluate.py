@@ -90,7 +90,7 @@ def evaluate_models(cfg: DictConfig, paths: dict[str, str | Path], split: str) -
             raise WeightsError(f"weights.{name}: {err}") from None
     report = {"dataset": dm.name, "split": split, "image_size": list(dm.image_size),
               "precision": "fp32", "class_names": list(dm.class_names), "models": models}
-    if split == "val" and getattr(dm, "holdout", None):  # val is then those training sequences
+    if split == "val" and dm.holdout:  # val is then those training sequences
         report["holdout"] = sorted(dm.holdout)
     out = Path(cfg.paths.output_dir) / f"eval_{split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
