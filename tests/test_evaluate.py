@@ -252,3 +252,28 @@ def test_export_best_keeps_the_best_epoch(tmp_path):
     assert result["exported_epoch"] == best_epoch and result["best_val_miou"] == pytest.approx(curve[best_epoch])
     # evaluating the exported file on val (fp32, outside Lightning) gives its logged val mIoU
     assert out["eval"]["models"]["enet"]["miou"] == pytest.approx(meta["val_miou"], abs=1e-5)
+
+
+def test_ema_exports_the_validated_average(tmp_path):
+    """``ema_decay``: the file holds the moving average (last.ckpt's state_dict), not the raw
+    weights Lightning keeps beside it, and its ``val_miou`` is that average's val mIoU."""
+    cfg = compose_train_cfg(tmp_path, [f"optimizer.lr={NOISY_LR}", "trainer.max_epochs=2", "logger=csv",
+                                       "trainer.num_sanity_val_steps=0", "export=last", "ema_decay=0.9"])
+    with open_dict(cfg):
+        cfg.eval_split = "val"
+    out = run(cfg)
+    GlobalHydra.instance().clear()
+    (result,) = out["train"]
+    meta = read_metadata(result["weights"])
+    assert (meta["export"], meta["epoch"]) == ("last", 1)
+    model, _ = load_weights(result["weights"])
+    ckpt = torch.load(tmp_path / "checkpoints" / "enet" / "last.ckpt", map_location="cpu", weights_only=True)
+
+    def net(state):
+        return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    average, raw = net(ckpt["state_dict"]), net(ckpt["current_model_state"])
+    differ = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, raw[k])]
+    assert differ, "the exported weights are the raw ones"
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, average[key]), key
+    assert out["eval"]["models"]["enet"]["miou"] == pytest.approx(meta["val_miou"], abs=1e-5)

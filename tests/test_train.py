@@ -100,6 +100,7 @@ def test_short_fit_learns(tmp_path):
     ("models=[]", "models=[]: expected at least 1 value"),
     ("class_weighting=inverse", "class_weighting='inverse'"),
     ("schedule=step", "schedule='step'"),
+    ("ema_decay=1.0", "ema_decay=1.0"),
     ("models=[nosuchnet]", "unknown model 'nosuchnet'"),
 ])
 def test_bad_config_is_a_one_line_error(tmp_path, capsys, override, message):
@@ -152,16 +153,18 @@ def test_cli_missing_data_root(tmp_path):
 
 # --- resume after a kill ---------------------------------------------------------------------------
 
-def test_resume_after_kill(tmp_path):
+@pytest.mark.parametrize("extra", [(), ("ema_decay=0.9",)], ids=["plain", "ema"])
+def test_resume_after_kill(tmp_path, extra):
     """SIGKILL after the first epoch's checkpoint, rerun the same command: it resumes from
-    ``last.ckpt`` and ends where an uninterrupted run of the same command ends.
+    ``last.ckpt`` and ends where an uninterrupted run of the same command ends (with
+    ``ema_decay``: both the moving average and the raw weights).
 
     The match is exact because SegmentationModule keeps torch's RNG state in its checkpoints
     (shuffle order and dropout masks continue as if never interrupted); Lightning alone would
     resume with the freshly seeded state, equal epoch/global_step but other numbers.
     """
     killed, fresh = tmp_path / "killed", tmp_path / "fresh"
-    args = cli(killed, "trainer.max_epochs=3", logger="csv")
+    args = cli(killed, "trainer.max_epochs=3", *extra, logger="csv")
     last = killed / "checkpoints" / "enet" / "last.ckpt"
     run_until_file_then_kill(args, last)
     at_kill = load_ckpt(last)
@@ -177,13 +180,16 @@ def test_resume_after_kill(tmp_path):
         rows = list(csv.DictReader(f))
     assert sorted({int(r["epoch"]) for r in rows if r.get("val/miou")}) == [1, 2]
 
-    uninterrupted = run_cli(cli(fresh, "trainer.max_epochs=3", logger="csv"))
+    uninterrupted = run_cli(cli(fresh, "trainer.max_epochs=3", *extra, logger="csv"))
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
 
     a, b = load_ckpt(last), load_ckpt(fresh / "checkpoints" / "enet" / "last.ckpt")
     assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (2, 12)
-    for key, value in b["state_dict"].items():
-        assert torch.allclose(a["state_dict"][key].float(), value.float(), atol=1e-6), key
+    states = ["state_dict"] + (["current_model_state"] if extra else [])
+    assert all(s in a and s in b for s in states)
+    for state in states:
+        for key, value in b[state].items():
+            assert torch.allclose(a[state][key].float(), value.float(), atol=1e-6), (state, key)
     meta_a = read_metadata(killed / "weights" / "enet.safetensors")
     meta_b = read_metadata(fresh / "weights" / "enet.safetensors")
     assert meta_a["val_miou"] == pytest.approx(meta_b["val_miou"], abs=1e-4)

@@ -22,6 +22,7 @@ class TrainConfig(Run):
     weights: dict[str, str | None] = Field(default_factory=dict)
     class_weighting: Literal["enet", "median", "none"] | None
     schedule: Literal["poly", "cosine"] | None
+    ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None
     init_weights: dict[str, str | None] | None = None
     mean: exactly(3, float, "[0.485,0.456,0.406] (one value per RGB channel)")
     std: exactly(3, PositiveFloat, "[0.229,0.224,0.225] (one value per RGB channel)")

@@ -9,6 +9,7 @@ import lightning as L
 
 from ..errors import ConfigError
 from ..files.weights import save_weights
+from .ema import EMAWeights
 
 EXPORT_MODES = ("best", "last")
 
@@ -27,17 +28,20 @@ class ExportBestWeights(L.Callback):
         metadata: architecture, num_classes, class_names, input_size, dataset, ...
         monitor: logged metric to maximise (``val/miou``).
         mode: ``"best"`` or ``"last"``.
+        ema: the run's weight average, if any: its weights are the ones validated and written.
     """
 
     # The class keeps its name: Lightning keys callback state by it, so checkpoints written
     # before ``mode`` existed resume with their ``best``.
-    def __init__(self, path: str | Path, metadata: dict, monitor: str = "val/miou", mode: str = "best"):
+    def __init__(self, path: str | Path, metadata: dict, monitor: str = "val/miou", mode: str = "best",
+                 ema: EMAWeights | None = None):
         if mode not in EXPORT_MODES:
             raise ConfigError(f"export={mode!r}: expected one of {list(EXPORT_MODES)}")
         self.path = Path(path)
         self.metadata = metadata
         self.monitor = monitor
         self.mode = mode
+        self.ema = ema
         self.best = -math.inf
         self.exported: dict | None = None  # epoch and val_miou of the file written last
 
@@ -53,7 +57,8 @@ class ExportBestWeights(L.Callback):
         if self.mode == "best" and not improved:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        save_weights(pl_module.model, self.path, **self.metadata, val_miou=value,
+        net = self.ema.average_of(pl_module) if self.ema is not None else pl_module.model
+        save_weights(net, self.path, **self.metadata, val_miou=value,
                      epoch=trainer.current_epoch, global_step=trainer.global_step,
                      export=self.mode, max_epochs=trainer.max_epochs)
         self.exported = {"epoch": trainer.current_epoch, "val_miou": value}

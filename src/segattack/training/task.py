@@ -16,6 +16,7 @@ from ..models import NormalizedModel, create_model
 from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
 from ..schema import check_train_config
 from .class_weights import class_weights
+from .ema import EMAWeights
 from .export import ExportBestWeights
 from .module import SegmentationModule
 
@@ -36,7 +37,8 @@ def build_trainer(cfg: DictConfig, name: str, ckpt_dir: Path, export: ExportBest
     if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg.trainer.get("accelerator", "auto")):
         log.warning("sync_batchnorm needs CUDA: off for accelerator=%s", cfg.trainer.get("accelerator"))
         extra["sync_batchnorm"] = False  # torch's SyncBatchNorm raises on CPU modules (DDP with gloo)
-    return instantiate(cfg.trainer, callbacks=[checkpoint, last, export], logger=logger, **extra)
+    callbacks = [checkpoint, last, export] + ([export.ema] if export.ema is not None else [])
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **extra)
 
 
 def _uses_cuda(accelerator) -> bool:
@@ -60,6 +62,7 @@ def train_one(cfg: DictConfig, name: str) -> dict:
     optimizer = instantiate(OmegaConf.merge(cfg.optimizer, model_cfg.get("optimizer", {})))
     module = SegmentationModule(net, dm.class_names, optimizer, cfg.schedule, weights, dm.palette)
     out_dir = Path(cfg.paths.output_dir)
+    ema = EMAWeights(decay=cfg.ema_decay) if cfg.get("ema_decay") else None
     export = ExportBestWeights(
         Path(cfg.paths.weights_dir) / f"{name}.safetensors",
         {"architecture": model_cfg.name, "num_classes": dm.num_classes,
@@ -67,7 +70,7 @@ def train_one(cfg: DictConfig, name: str) -> dict:
          "dataset": dm.name, "seed": cfg.seed,
          # val_miou is then on these training sequences, not on the val split
          **({"holdout": sorted(dm.holdout)} if dm.holdout else {})},
-        mode=cfg.get("export", "best"))
+        mode=cfg.get("export", "best"), ema=ema)
     trainer = build_trainer(cfg, name, out_dir / "checkpoints" / name, export)
     ckpt = resume_checkpoint(out_dir / "checkpoints" / name) if cfg.resume else None
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt, **safe_load_kwargs(trainer))

@@ -1,0 +1,21 @@
+"""An exponential moving average of the weights during training (``ema_decay=...``)."""
+
+from __future__ import annotations
+
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from torch import nn
+
+
+class EMAWeights(EMAWeightAveraging):
+    """Lightning's EMA callback: validation, checkpoints and the end of fit use the average.
+
+    Lightning swaps the average in for each validation and back before ``on_validation_end``,
+    where the export writes its file; ``average_of`` hands the export the averaged network so
+    the file holds the weights its ``val_miou`` was measured on.
+    """
+
+    def average_of(self, pl_module) -> nn.Module:
+        """The averaged copy of ``pl_module.model`` (the module's own before fit starts)."""
+        # the average lives in Lightning's AveragedModel, which wraps a copy of the LightningModule
+        average = self._average_model
+        return average.module.model if average is not None else pl_module.model
