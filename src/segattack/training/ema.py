@@ -15,7 +15,6 @@ class EMAWeights(EMAWeightAveraging):
     """
 
     def average_of(self, pl_module) -> nn.Module:
-        """The averaged copy of ``pl_module.model`` (the module's own before fit starts)."""
+        """The averaged copy of ``pl_module.model``; exists from ``setup("fit")`` on."""
         # the average lives in Lightning's AveragedModel, which wraps a copy of the LightningModule
-        average = self._average_model
-        return average.module.model if average is not None else pl_module.model
+        return self._average_model.module.model
