@@ -265,7 +265,7 @@ def test_ema_exports_the_validated_average(tmp_path):
     GlobalHydra.instance().clear()
     (result,) = out["train"]
     meta = read_metadata(result["weights"])
-    assert (meta["export"], meta["epoch"]) == ("last", 1)
+    assert (meta["export"], meta["epoch"], meta["ema_decay"]) == ("last", 1, 0.9)
     model, _ = load_weights(result["weights"])
     ckpt = torch.load(tmp_path / "checkpoints" / "enet" / "last.ckpt", map_location="cpu", weights_only=True)
 

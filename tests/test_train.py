@@ -213,3 +213,23 @@ def test_ddp_two_cpu_processes(tmp_path):
     model, meta = load_weights(weights, expect_architecture="enet", expect_num_classes=5)
     assert meta["epoch"] == 0 and meta["global_step"] == 1  # 16 images / 2 ranks / batch 8
     assert "enet: best val mIoU 0." in proc.stdout
+
+
+def test_ema_average_follows_the_model_to_its_device():
+    """Lightning builds the average in ``setup``, before the strategy moves the model (to a GPU):
+    ``on_fit_start`` must move the average after it, or every step copies weights to the host."""
+    import lightning as L
+
+    from segattack.training.ema import EMAWeights
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.BatchNorm2d(2))
+
+    module, ema = Tiny(), EMAWeights(decay=0.9)
+    ema.setup(None, module, "fit")
+    module.to("meta")  # stands for the strategy's move to the accelerator (no GPU in CI)
+    ema.on_fit_start(None, module)
+    average = ema.average_of(module)
+    assert {t.device.type for t in [*average.parameters(), *average.buffers()]} == {"meta"}

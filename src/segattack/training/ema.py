@@ -14,6 +14,11 @@ class EMAWeights(EMAWeightAveraging):
     the file holds the weights its ``val_miou`` was measured on.
     """
 
+    def on_fit_start(self, trainer, pl_module):
+        # Lightning builds the average in setup(), before the strategy moves the model to its
+        # device: left there, every step would copy the weights to the host to average them
+        self._average_model.to(pl_module.device)
+
     def average_of(self, pl_module) -> nn.Module:
         """The averaged copy of ``pl_module.model``; exists from ``setup("fit")`` on."""
         # the average lives in Lightning's AveragedModel, which wraps a copy of the LightningModule

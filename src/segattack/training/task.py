@@ -69,7 +69,8 @@ def train_one(cfg: DictConfig, name: str) -> dict:
          "class_names": list(dm.class_names), "input_size": list(dm.image_size),
          "dataset": dm.name, "seed": cfg.seed,
          # val_miou is then on these training sequences, not on the val split
-         **({"holdout": sorted(dm.holdout)} if dm.holdout else {})},
+         **({"holdout": sorted(dm.holdout)} if dm.holdout else {}),
+         **({"ema_decay": cfg.ema_decay} if ema else {})},  # the file is then the moving average
         mode=cfg.get("export", "best"), ema=ema)
     trainer = build_trainer(cfg, name, out_dir / "checkpoints" / name, export)
     ckpt = resume_checkpoint(out_dir / "checkpoints" / name) if cfg.resume else None
