@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from helpers import ROOT, compose_train_cfg, run_until_file_then_kill
@@ -18,6 +19,7 @@ from segattack.data import SyntheticDataModule
 from segattack.errors import ConfigError
 from segattack.files.weights import load_weights, read_metadata
 from segattack.metrics.iou import SegmentationIoU
+from segattack.training.ema import EMAWeights
 from segattack.training.task import train
 
 # The subprocess runs: 4 steps of 8 synthetic images per epoch, about a second each.
@@ -218,10 +220,6 @@ def test_ddp_two_cpu_processes(tmp_path):
 def test_ema_average_follows_the_model_to_its_device():
     """Lightning builds the average in ``setup``, before the strategy moves the model (to a GPU):
     ``on_fit_start`` must move the average after it, or every step copies weights to the host."""
-    import lightning as L
-
-    from segattack.training.ema import EMAWeights
-
     class Tiny(L.LightningModule):
         def __init__(self):
             super().__init__()
