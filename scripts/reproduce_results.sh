@@ -70,6 +70,9 @@ for model in enet erfnet; do
     run "universal_${model}_full_eps8" experiment=paper_universal eps=8/255 attack.steps=100 data.batch_size=4 \
         "source_models=[$model]"
 done
+#    The strongest universal attack measured (PGD, logit margin, momentum, 800 steps; about 22 min
+#    on one core): configs/experiment/universal_pgd.yaml.
+run universal_pgd_joint_full_eps8 experiment=universal_pgd
 
 # 5. Beyond the paper: hide pedestrians (predicted as road) from both models at once.
 run hide_pedestrians_joint experiment=hide_pedestrians "${LIMIT[@]}"
