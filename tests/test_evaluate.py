@@ -20,7 +20,7 @@ from segattack.cli import run_task
 from segattack.data import CamVidDataModule, SyntheticDataModule
 from segattack.files.weights import load_weights, read_metadata, save_weights
 from segattack.models import NormalizedModel, create_model
-from segattack.training.evaluate import evaluate_weights, run
+from segattack.training.evaluate import evaluate, evaluate_weights, run
 
 H, W = 48, 64
 ROAD, SKY, CAR, VOID = 3, 0, 8, 11
@@ -254,26 +254,76 @@ def test_export_best_keeps_the_best_epoch(tmp_path):
     assert out["eval"]["models"]["enet"]["miou"] == pytest.approx(meta["val_miou"], abs=1e-5)
 
 
-def test_ema_exports_the_validated_average(tmp_path):
-    """``ema_decay``: the file holds the moving average (last.ckpt's state_dict), not the raw
-    weights Lightning keeps beside it, and its ``val_miou`` is that average's val mIoU."""
-    cfg = compose_train_cfg(tmp_path, [f"optimizer.lr={NOISY_LR}", "trainer.max_epochs=2", "logger=csv",
-                                       "trainer.num_sanity_val_steps=0", "export=last", "ema_decay=0.9"])
+@pytest.fixture(scope="module")
+def ema_run(tmp_path_factory):
+    """2 epochs with ``ema_decay=0.9``, ``export=last``, then val evaluated: (run folder, run's output)."""
+    run_dir = tmp_path_factory.mktemp("ema_run")
+    cfg = compose_train_cfg(run_dir, [f"optimizer.lr={NOISY_LR}", "trainer.max_epochs=2", "logger=csv",
+                                      "trainer.num_sanity_val_steps=0", "export=last", "ema_decay=0.9"])
     with open_dict(cfg):
         cfg.eval_split = "val"
     out = run(cfg)
     GlobalHydra.instance().clear()
+    return run_dir, out
+
+
+def checkpoint_nets(path: Path) -> tuple[dict, dict]:
+    """(average, raw) ``NormalizedModel`` states of an EMA run's checkpoint, read by hand."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+
+    def net(state):
+        return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    return net(ckpt["state_dict"]), net(ckpt["current_model_state"])
+
+
+def test_ema_exports_the_validated_average(ema_run):
+    """``ema_decay``: the file holds the moving average (last.ckpt's state_dict), not the raw
+    weights Lightning keeps beside it, and its ``val_miou`` is that average's val mIoU."""
+    run_dir, out = ema_run
     (result,) = out["train"]
     meta = read_metadata(result["weights"])
     assert (meta["export"], meta["epoch"], meta["ema_decay"]) == ("last", 1, 0.9)
     model, _ = load_weights(result["weights"])
-    ckpt = torch.load(tmp_path / "checkpoints" / "enet" / "last.ckpt", map_location="cpu", weights_only=True)
-
-    def net(state):
-        return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    average, raw = net(ckpt["state_dict"]), net(ckpt["current_model_state"])
+    average, raw = checkpoint_nets(run_dir / "checkpoints" / "enet" / "last.ckpt")
     differ = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, raw[k])]
     assert differ, "the exported weights are the raw ones"
     for key, value in model.state_dict().items():
         assert torch.equal(value, average[key]), key
     assert out["eval"]["models"]["enet"]["miou"] == pytest.approx(meta["val_miou"], abs=1e-5)
+
+
+@pytest.mark.parametrize("which", ["validated", "raw"])
+def test_cli_evaluates_a_checkpoint(ema_run, tmp_path, which):
+    """``task=evaluate weights.enet=last.ckpt``: the average (= the exported file's val mIoU) or, with
+    ``ckpt_weights=raw``, the raw weights, each scored as the hand-loaded network scores."""
+    run_dir, out = ema_run
+    ckpt = run_dir / "checkpoints" / "enet" / "last.ckpt"
+    average, raw = checkpoint_nets(ckpt)
+    dm = SyntheticDataModule(num_train=16, num_val=8, num_test=8, image_size=(64, 96), seed=42)
+    hand = NormalizedModel(create_model("enet", dm.num_classes))
+    hand.load_state_dict({"validated": average, "raw": raw}[which])
+    expected = evaluate(hand, dm.dataloader("val", train=False), dm.num_classes)["miou"]
+    if which == "validated":
+        assert expected == pytest.approx(out["eval"]["models"]["enet"]["miou"], abs=1e-6)
+    proc = run_cli("task=evaluate", "models=[enet]", f"weights.enet={ckpt}", f"ckpt_weights={which}",
+                   "data=synthetic", "data.num_train=16", "data.num_val=8", "data.num_test=8",
+                   "data.image_size=[64,96]", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"enet: {ckpt} (checkpoint of epoch 1, {which} weights)" in proc.stdout
+    report = json.loads((tmp_path / "run" / "eval_val.json").read_text())["models"]["enet"]
+    assert report["miou"] == pytest.approx(expected, abs=1e-6)
+    assert (report["epoch"], report["ckpt_weights"]) == (1, which)
+
+
+def test_cli_checkpoint_errors_are_one_line(ema_run, tmp_path):
+    run_dir, _ = ema_run
+    ckpt = run_dir / "checkpoints" / "enet" / "last.ckpt"
+    line = one_error_line(run_cli("task=evaluate", "models=[erfnet]", f"weights.erfnet={ckpt}",
+                                  "data=synthetic", f"hydra.run.dir={tmp_path / 'a'}"))
+    assert line.startswith(f"error: weights.erfnet: {ckpt}: tensors do not fit a erfnet with 5 classes"), line
+    line = one_error_line(run_cli("task=evaluate", "models=[mine]", f"+weights.mine={ckpt}",
+                                  "data=synthetic", f"hydra.run.dir={tmp_path / 'b'}"))
+    assert "a checkpoint names no architecture" in line, line
+    line = one_error_line(run_cli("task=evaluate", "models=[enet]", f"weights.enet={ckpt}", "ckpt_weights=ema",
+                                  "data=synthetic", f"hydra.run.dir={tmp_path / 'c'}"))
+    assert "ckpt_weights='ema': expected one of ['validated', 'raw']" in line, line

@@ -20,6 +20,7 @@ class TrainConfig(Run):
     eval_split: Split | None = None
     export: Literal["best", "last"] = "best"
     weights: dict[str, str | None] = Field(default_factory=dict)
+    ckpt_weights: Literal["validated", "raw"] = "validated"
     class_weighting: Literal["enet", "median", "none"] | None
     schedule: Literal["poly", "cosine"] | None
     ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from ..config import load_group_option
 from ..errors import ConfigError, WeightsError
+from ..files.checkpoint import is_checkpoint, load_checkpoint_model
 from ..files.weights import load_weights
 from ..io import atomic_write
 from ..labels import IGNORE_INDEX
@@ -50,13 +51,22 @@ def weights_path(cfg: DictConfig, name: str) -> Path:
     return Path(model_cfg.weights)
 
 
-def evaluate_weights(path: str | Path, dm, split: str, channels_last="auto") -> dict:
-    """Load a weights file and evaluate it (fp32, no augmentation) on ``split`` of ``dm``.
+def evaluate_weights(path: str | Path, dm, split: str, channels_last="auto", architecture: str | None = None,
+                     ckpt_weights: str = "validated") -> dict:
+    """Load a weights file (or a training checkpoint) and evaluate it (fp32, no augmentation) on ``split``.
 
     Returns ``{"miou", "per_class", "weights", "epoch", "export", "val_miou", "num_images"}``; the
     last few come from the file's metadata (None where it has none, e.g. the original shipped files).
+    A ``.ckpt`` needs ``architecture`` (a checkpoint names none); ``ckpt_weights`` picks its network
+    (``files/checkpoint.py``) and is added to the result.
     """
-    model, meta = load_weights(path, expect_num_classes=dm.num_classes)
+    if is_checkpoint(path):
+        if architecture is None:
+            raise WeightsError(f"{path}: a checkpoint names no architecture; evaluate it under a model "
+                               f"name of configs/model/ (e.g. models=[erfnet] weights.erfnet=...)")
+        model, meta = load_checkpoint_model(path, architecture, dm.num_classes, ckpt_weights)
+    else:
+        model, meta = load_weights(path, expect_num_classes=dm.num_classes)
     try:
         model.check_input_size(*dm.image_size)
     except ValueError as err:
@@ -65,7 +75,16 @@ def evaluate_weights(path: str | Path, dm, split: str, channels_last="auto") -> 
     loader = dm.dataloader(split, train=False)
     out = evaluate(model, loader, dm.num_classes)
     return {**out, "weights": str(path), "epoch": meta.get("epoch"), "export": meta.get("export"),
-            "val_miou": meta.get("val_miou"), "num_images": len(loader.dataset)}
+            "val_miou": meta.get("val_miou"), "num_images": len(loader.dataset),
+            **({"ckpt_weights": meta["ckpt_weights"]} if "ckpt_weights" in meta else {})}
+
+
+def architecture_of(cfg: DictConfig, name: str) -> str | None:
+    """The architecture of ``configs/model/<name>.yaml``; None for a name only a weights file defines."""
+    try:
+        return load_group_option(cfg, "model", name).name
+    except ConfigError:
+        return None
 
 
 def check_split(dm, split: str) -> None:
@@ -85,7 +104,8 @@ def evaluate_models(cfg: DictConfig, paths: dict[str, str | Path], split: str) -
     models = {}
     for name, path in paths.items():
         try:
-            models[name] = evaluate_weights(path, dm, split, cfg.get("channels_last", "auto"))
+            models[name] = evaluate_weights(path, dm, split, cfg.get("channels_last", "auto"),
+                                            architecture_of(cfg, name), cfg.get("ckpt_weights", "validated"))
         except WeightsError as err:  # name the key to change, not only the file
             raise WeightsError(f"weights.{name}: {err}") from None
     report = {"dataset": dm.name, "split": split, "image_size": list(dm.image_size),
@@ -117,7 +137,10 @@ def format_report(report: dict) -> str:
     for name, r in report["models"].items():
         lines.append(f"| {name} | {100 * r['miou']:.2f} | " + " | ".join(pct(v) for v in r["per_class"]) + " |")
     for name, r in report["models"].items():
-        made = "" if r["epoch"] is None else f" (epoch {r['epoch']}, export {r['export'] or 'best'})"
+        if "ckpt_weights" in r:
+            made = f" (checkpoint of epoch {r['epoch']}, {r['ckpt_weights']} weights)"
+        else:
+            made = "" if r["epoch"] is None else f" (epoch {r['epoch']}, export {r['export'] or 'best'})"
         lines.append(f"{name}: {r['weights']}{made}")
     lines.append(f"written to {report['path']}")
     return "\n".join(lines)
