@@ -217,6 +217,27 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert "enet: best val mIoU 0." in proc.stdout
 
 
+def test_ema_decay_warms_up_to_its_value():
+    """The average after each update, by hand: the first copies the weights, the n-th (n >= 1)
+    decays by min(decay, (1 + n) / (10 + n)); the cap holds once the warm-up passes it."""
+    class One(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+    module, ema = One(), EMAWeights(decay=0.3)
+    ema.setup(None, module, "fit")
+    expected, decays = None, []
+    for n, value in enumerate([4.0, 8.0, 0.0, 2.0, 6.0, 1.0]):
+        module.w.data.fill_(value)
+        ema._average_model.update_parameters(module)
+        d = min(0.3, (1 + n) / (10 + n)) if n else 0.0
+        decays.append(d)
+        expected = value if n == 0 else d * expected + (1 - d) * value
+        assert ema._average_model.module.w.item() == pytest.approx(expected, rel=1e-6), n
+    assert decays[1:3] == pytest.approx([2 / 11, 3 / 12]) and decays[3:] == [0.3] * 3  # warm-up, then the cap
+
+
 def test_ema_average_follows_the_model_to_its_device():
     """Lightning builds the average in ``setup``, before the strategy moves the model (to a GPU):
     ``on_fit_start`` must move the average after it, or every step copies weights to the host."""
