@@ -34,7 +34,6 @@ class EMAWeights(WeightAveraging):
 
     def __init__(self, decay: float):
         super().__init__(avg_fn=warmup_ema(decay))
-        self.decay = decay
 
     def on_fit_start(self, trainer, pl_module):
         # Lightning builds the average in setup(), before the strategy moves the model to its

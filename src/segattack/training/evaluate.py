@@ -104,8 +104,9 @@ def evaluate_models(cfg: DictConfig, paths: dict[str, str | Path], split: str) -
     models = {}
     for name, path in paths.items():
         try:
-            models[name] = evaluate_weights(path, dm, split, cfg.get("channels_last", "auto"),
-                                            architecture_of(cfg, name), cfg.get("ckpt_weights", "validated"))
+            arch = architecture_of(cfg, name) if is_checkpoint(path) else None  # files name their own
+            models[name] = evaluate_weights(path, dm, split, cfg.get("channels_last", "auto"), arch,
+                                            cfg.get("ckpt_weights", "validated"))
         except WeightsError as err:  # name the key to change, not only the file
             raise WeightsError(f"weights.{name}: {err}") from None
     report = {"dataset": dm.name, "split": split, "image_size": list(dm.image_size),
