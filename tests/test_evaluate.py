@@ -21,6 +21,7 @@ from segattack.data import CamVidDataModule, SyntheticDataModule
 from segattack.files.weights import load_weights, read_metadata, save_weights
 from segattack.models import NormalizedModel, create_model
 from segattack.training.evaluate import evaluate, evaluate_weights, run
+from segattack.training.task import train
 
 H, W = 48, 64
 ROAD, SKY, CAR, VOID = 3, 0, 8, 11
@@ -171,6 +172,7 @@ def test_train_with_missing_eval_split_stops_before_training(tmp_path):
     ("export=worst", "export='worst': expected one of ['best', 'last']"),
     ("eval_split=nosuch", "eval_split='nosuch': expected one of ['train', 'val', 'test']"),
     ("weights.enet=/nowhere.safetensors", "weights.enet: /nowhere.safetensors: weights file not found"),
+    ("keep_every=0", "keep_every=0: expected"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, override, message):
     cfg = compose_train_cfg(tmp_path, ["task=evaluate", override])
@@ -252,6 +254,25 @@ def test_export_best_keeps_the_best_epoch(tmp_path):
     assert result["exported_epoch"] == best_epoch and result["best_val_miou"] == pytest.approx(curve[best_epoch])
     # evaluating the exported file on val (fp32, outside Lightning) gives its logged val mIoU
     assert out["eval"]["models"]["enet"]["miou"] == pytest.approx(meta["val_miou"], abs=1e-5)
+
+
+def test_keep_every_keeps_those_epochs_as_they_were_validated(tmp_path):
+    """``keep_every=2``: checkpoints/enet/epoch001.ckpt and epoch003.ckpt, none replaced, each scoring
+    (``task=evaluate``'s loader) the val mIoU logged at its epoch."""
+    cfg = compose_train_cfg(tmp_path, [f"optimizer.lr={NOISY_LR}", "trainer.max_epochs=4", "logger=csv",
+                                       "trainer.num_sanity_val_steps=0", "keep_every=2"])
+    train(cfg)
+    GlobalHydra.instance().clear()
+    curve = val_curve(tmp_path)
+    ckpt_dir = tmp_path / "checkpoints" / "enet"
+    kept = sorted(p.name for p in ckpt_dir.glob("epoch*.ckpt"))
+    assert kept == ["epoch001.ckpt", "epoch003.ckpt"]
+    dm = SyntheticDataModule(num_train=16, num_val=8, num_test=8, image_size=(64, 96), seed=42)
+    scores = [evaluate_weights(ckpt_dir / name, dm, "val", architecture="enet") for name in kept]
+    assert [s["epoch"] for s in scores] == [1, 3]
+    assert scores[0]["miou"] != scores[1]["miou"]
+    for s in scores:
+        assert s["miou"] == pytest.approx(curve[s["epoch"]], abs=1e-5), (s, curve)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ class TrainConfig(Run):
     export: Literal["best", "last"] = "best"
     weights: dict[str, str | None] = Field(default_factory=dict)
     ckpt_weights: Literal["validated", "raw"] = "validated"
+    keep_every: Annotated[int, Field(ge=1)] | None = None
     class_weighting: Literal["enet", "median", "none"] | None
     schedule: Literal["poly", "cosine"] | None
     ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None

@@ -32,12 +32,18 @@ def build_trainer(cfg: DictConfig, name: str, ckpt_dir: Path, export: ExportBest
     # at the best epoch and a resume would redo every epoch since.
     last = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None,
                                                save_top_k=1, enable_version_counter=False)
+    kept = []
+    if cfg.get("keep_every"):  # one checkpoint per N epochs, none replaced: to score any of them later
+        # monitor="epoch" (always logged) with mode="max" keeps its state apart from last's on resume
+        kept.append(L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=ckpt_dir, filename="epoch{epoch:03d}", auto_insert_metric_name=False,
+            monitor="epoch", mode="max", save_top_k=-1, every_n_epochs=cfg.keep_every))
     logger = build_logger(cfg, name)
     extra = {}
     if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg.trainer.get("accelerator", "auto")):
         log.warning("sync_batchnorm needs CUDA: off for accelerator=%s", cfg.trainer.get("accelerator"))
         extra["sync_batchnorm"] = False  # torch's SyncBatchNorm raises on CPU modules (DDP with gloo)
-    callbacks = [checkpoint, last, export] + ([export.ema] if export.ema is not None else [])
+    callbacks = [checkpoint, last, *kept, export] + ([export.ema] if export.ema is not None else [])
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **extra)
 
 
