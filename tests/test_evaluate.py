@@ -135,10 +135,11 @@ def test_cli_train_on_a_held_out_sequence_says_so_in_the_weights(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli("models=[enet]", "data=camvid", f"data.root={root}", f"data.image_size=[{H},{W}]",
                    "data.holdout=[img1]", "data.batch_size=1", "trainer.max_epochs=1", "logger=csv",
-                   f"hydra.run.dir={run_dir}")
+                   "optimizer.weight_decay=1e-3", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = read_metadata(run_dir / "weights" / "enet.safetensors")
     assert meta["holdout"] == ["img1"] and meta["dataset"] == "camvid"
+    assert meta["weight_decay"] == 1e-3  # the recipe travels with the file
     assert sorted(val_curve(run_dir)) == [0]  # validated (on img1) once
 
 

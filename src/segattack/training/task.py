@@ -73,7 +73,7 @@ def train_one(cfg: DictConfig, name: str) -> dict:
         Path(cfg.paths.weights_dir) / f"{name}.safetensors",
         {"architecture": model_cfg.name, "num_classes": dm.num_classes,
          "class_names": list(dm.class_names), "input_size": list(dm.image_size),
-         "dataset": dm.name, "seed": cfg.seed,
+         "dataset": dm.name, "seed": cfg.seed, "weight_decay": optimizer.keywords.get("weight_decay", 0.0),
          # val_miou is then on these training sequences, not on the val split
          **({"holdout": sorted(dm.holdout)} if dm.holdout else {}),
          **({"ema_decay": cfg.ema_decay} if ema else {})},  # the file is then the moving average
