@@ -19,7 +19,8 @@ class SegmentationIoU(Metric):
         ignore_index: target value to skip (255).
 
     Shape:
-        update(pred (B, H, W) int, target (B, H, W) int); compute() -> {"miou": (), "per_class": (C,)}
+        update(pred (B, H, W) int, target (B, H, W) int); compute() -> {"miou": (), "per_class": (C,),
+        "accuracy": () the share of valid pixels predicted right}
     """
 
     full_state_update = False
@@ -43,4 +44,5 @@ class SegmentationIoU(Metric):
         union = cm.sum(0) + cm.sum(1) - tp
         per_class = torch.where(union > 0, tp / union.clamp(min=1), torch.nan)
         miou = per_class.nanmean() if (union > 0).any() else torch.tensor(0.0, dtype=torch.float64)
-        return {"miou": miou.float(), "per_class": per_class.float()}
+        accuracy = tp.sum() / cm.sum().clamp(min=1)
+        return {"miou": miou.float(), "per_class": per_class.float(), "accuracy": accuracy.float()}

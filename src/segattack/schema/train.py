@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from .attack import check_models_known
-from .common import Partial, PositiveFloat, Run, Split, exactly, unique
+from .attack import Eps, check_models_known
+from .common import NonNegInt, Partial, PositiveFloat, PositiveInt, Run, Split, Strict, exactly, unique
 from .validate import KeyLine, as_typed, config_data, validate
+
+
+class InnerAttack(Strict):
+    """An attack of adversarial training; unset keys of ``adversarial.val`` follow the training one."""
+
+    method: str | None = None
+    eps: Eps | None = None
+    steps: PositiveInt | None = None
+    loss: str | None = None
+    options: dict[str, Any] | None = None
+
+
+class Adversarial(InnerAttack):
+    """``adversarial``: the inner maximiser (any attack option, its keys checked by the attack
+    schema), the share of each batch it replaces, and the robust validation."""
+
+    method: str
+    eps: Eps
+    steps: PositiveInt
+    loss: str
+    ratio: Annotated[float, Field(gt=0, le=1)]
+    bn_mode: Literal["eval", "train"] = "eval"
+    val_images: NonNegInt = 0
+    val: InnerAttack | None = None
 
 
 class TrainConfig(Run):
@@ -29,6 +53,7 @@ class TrainConfig(Run):
     mean: exactly(3, float, "[0.485,0.456,0.406] (one value per RGB channel)")
     std: exactly(3, PositiveFloat, "[0.229,0.224,0.225] (one value per RGB channel)")
     optimizer: Partial
+    adversarial: Adversarial | None = None
 
     @model_validator(mode="after")
     def _across(self):

@@ -58,7 +58,9 @@ class ExportBestWeights(L.Callback):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         net = self.ema.average_of(pl_module) if self.ema is not None else pl_module.model
-        save_weights(net, self.path, **self.metadata, val_miou=value,
+        robust = {f"val_robust_{k}": float(trainer.callback_metrics[f"val/robust_{k}"])
+                  for k in ("miou", "acc") if f"val/robust_{k}" in trainer.callback_metrics}
+        save_weights(net, self.path, **self.metadata, val_miou=value, **robust,
                      epoch=trainer.current_epoch, global_step=trainer.global_step,
                      export=self.mode, max_epochs=trainer.max_epochs)
         self.exported = {"epoch": trainer.current_epoch, "val_miou": value}

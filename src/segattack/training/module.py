@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from ..labels import IGNORE_INDEX, colorize
 from ..metrics.iou import SegmentationIoU
+from .adversarial import AdversarialTraining
 
 
 def poly_lambda(total_steps: int, power: float = 0.9) -> Callable[[int], float]:
@@ -36,12 +37,15 @@ class SegmentationModule(L.LightningModule):
         schedule: ``"poly"`` (power 0.9), ``"cosine"`` or ``None``; stepped every batch.
         class_weights: (C,) loss weights or None.
         palette: RGB colours per class, for the logged overlays.
+        adversarial: adversarial training (``training/adversarial.py``): a share of each batch
+            replaced by adversarial images, and robust validation on the first val images.
     """
 
     def __init__(self, model: nn.Module, class_names: Sequence[str],
                  optimizer: Callable[..., torch.optim.Optimizer],
                  schedule: str | None = "poly", class_weights: torch.Tensor | None = None,
-                 palette: Sequence[Sequence[int]] | None = None, log_images: int = 2):
+                 palette: Sequence[Sequence[int]] | None = None, log_images: int = 2,
+                 adversarial: AdversarialTraining | None = None):
         super().__init__()
         if schedule not in (None, *SCHEDULES):
             raise ConfigError(f"schedule={schedule!r}: expected one of {sorted(SCHEDULES)} or null")
@@ -53,6 +57,9 @@ class SegmentationModule(L.LightningModule):
         self.log_images = log_images
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.val_iou = SegmentationIoU(len(self.class_names), IGNORE_INDEX)
+        self.adversarial = adversarial
+        self.robust_iou = SegmentationIoU(len(self.class_names), IGNORE_INDEX)
+        self.val_seen = 0  # val images scored this epoch (robust validation takes the first N)
 
     def forward(self, x):
         return self.model(x)
@@ -67,6 +74,8 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
+        if self.adversarial is not None:
+            x = self.adversarial.mix(self.model, x, y)
         loss = self._loss(self(x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at epoch {self.current_epoch}, "
@@ -82,11 +91,31 @@ class SegmentationModule(L.LightningModule):
         self.val_iou.update(pred, y)
         if batch_idx == 0 and self.log_images:
             self._log_overlays(x[: self.log_images], pred[: self.log_images], y[: self.log_images])
+        self._robust_validation(x, y)
+
+    def on_validation_epoch_start(self):
+        self.val_seen = 0
+
+    def _robust_validation(self, x, y):
+        """Adversarial training: the first ``val_images`` val images, attacked (val/robust_*)."""
+        adv = self.adversarial
+        n = min(x.shape[0], adv.val_images - self.val_seen) if adv is not None else 0
+        self.val_seen += x.shape[0]
+        if n <= 0 or self.trainer.sanity_checking:
+            return
+        x_adv = adv.val_attack.craft(self.model, x[:n], y[:n])
+        with torch.no_grad():
+            self.robust_iou.update(self(x_adv).argmax(1), y[:n])
 
     def on_validation_epoch_end(self):
         out = self.val_iou.compute()
         self.val_iou.reset()
         self.log("val/miou", out["miou"], prog_bar=True)
+        if self.adversarial is not None and self.adversarial.val_images and not self.trainer.sanity_checking:
+            robust = self.robust_iou.compute()
+            self.robust_iou.reset()
+            self.log("val/robust_miou", robust["miou"], prog_bar=True)
+            self.log("val/robust_acc", robust["accuracy"])
         per_class = out["per_class"].tolist()
         for name, iou in zip(self.class_names, per_class):
             if not math.isnan(iou):
@@ -110,10 +139,14 @@ class SegmentationModule(L.LightningModule):
     # other shuffles and dropout masks than an uninterrupted one (docs/design.md, "Resuming").
     def on_save_checkpoint(self, checkpoint):
         checkpoint["torch_rng_state"] = torch.get_rng_state()
+        if self.adversarial is not None:  # the inner attack's random starts
+            checkpoint["attack_generator_states"] = self.adversarial.generator_states()
 
     def on_load_checkpoint(self, checkpoint):
         if "torch_rng_state" in checkpoint:  # checkpoints from before this hook resume as before
             torch.set_rng_state(checkpoint["torch_rng_state"])
+        if self.adversarial is not None and "attack_generator_states" in checkpoint:
+            self.adversarial.set_generator_states(checkpoint["attack_generator_states"])
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(params=self.model.parameters())

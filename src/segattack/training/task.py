@@ -16,6 +16,7 @@ from ..models import NormalizedModel, create_model
 from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
 from ..schema import check_train_config
 from .class_weights import class_weights
+from .adversarial import AdversarialTraining, check_attacks
 from .ema import EMAWeights
 from .export import ExportBestWeights
 from .module import SegmentationModule
@@ -23,7 +24,8 @@ from .module import SegmentationModule
 log = logging.getLogger(__name__)
 
 
-def build_trainer(cfg: DictConfig, name: str, ckpt_dir: Path, export: ExportBestWeights) -> L.Trainer:
+def build_trainer(cfg: DictConfig, name: str, ckpt_dir: Path, export: ExportBestWeights,
+                  adversarial: bool = False) -> L.Trainer:
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor="val/miou", mode="max",
         save_top_k=1, auto_insert_metric_name=False)
@@ -43,6 +45,8 @@ def build_trainer(cfg: DictConfig, name: str, ckpt_dir: Path, export: ExportBest
     if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg.trainer.get("accelerator", "auto")):
         log.warning("sync_batchnorm needs CUDA: off for accelerator=%s", cfg.trainer.get("accelerator"))
         extra["sync_batchnorm"] = False  # torch's SyncBatchNorm raises on CPU modules (DDP with gloo)
+    if adversarial:  # validation crafts attacks: it needs gradients, which inference mode forbids
+        extra["inference_mode"] = False
     callbacks = [checkpoint, last, *kept, export] + ([export.ema] if export.ema is not None else [])
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **extra)
 
@@ -66,7 +70,10 @@ def train_one(cfg: DictConfig, name: str) -> dict:
     net.use_channels_last(cfg.get("channels_last", "auto"))
     weights = class_weights(dm.class_frequencies("train"), cfg.class_weighting)
     optimizer = instantiate(OmegaConf.merge(cfg.optimizer, model_cfg.get("optimizer", {})))
-    module = SegmentationModule(net, dm.class_names, optimizer, cfg.schedule, weights, dm.palette)
+    adversarial = (AdversarialTraining(cfg, name, dm.crop_size or dm.image_size, dm.num_classes)
+                   if cfg.get("adversarial") else None)
+    module = SegmentationModule(net, dm.class_names, optimizer, cfg.schedule, weights, dm.palette,
+                                adversarial=adversarial)
     out_dir = Path(cfg.paths.output_dir)
     ema = EMAWeights(decay=cfg.ema_decay) if cfg.get("ema_decay") else None
     export = ExportBestWeights(
@@ -76,9 +83,10 @@ def train_one(cfg: DictConfig, name: str) -> dict:
          "dataset": dm.name, "seed": cfg.seed, "weight_decay": optimizer.keywords.get("weight_decay", 0.0),
          # val_miou is then on these training sequences, not on the val split
          **({"holdout": sorted(dm.holdout)} if dm.holdout else {}),
-         **({"ema_decay": cfg.ema_decay} if ema else {})},  # the file is then the moving average
+         **({"ema_decay": cfg.ema_decay} if ema else {}),  # the file is then the moving average
+         **(adversarial.metadata() if adversarial else {})},  # the threat model it was trained against
         mode=cfg.get("export", "best"), ema=ema)
-    trainer = build_trainer(cfg, name, out_dir / "checkpoints" / name, export)
+    trainer = build_trainer(cfg, name, out_dir / "checkpoints" / name, export, adversarial is not None)
     ckpt = resume_checkpoint(out_dir / "checkpoints" / name) if cfg.resume else None
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt, **safe_load_kwargs(trainer))
     result = {"model": name, "best_val_miou": export.best if export.best > -1 else None,
@@ -94,5 +102,7 @@ def train_one(cfg: DictConfig, name: str) -> dict:
 def train(cfg: DictConfig) -> list[dict]:
     """Train ``cfg.models`` in order (e.g. ``[enet, erfnet]``), the config checked first."""
     check_train_config(cfg)  # the schema: before any data or weights load
+    if cfg.get("adversarial"):
+        check_attacks(cfg)  # the inner attacks' keys, by the attack schema
     models = list(cfg.models)
     return [train_one(cfg, name) for name in models]
