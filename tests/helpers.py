@@ -29,9 +29,10 @@ from segattack.labels import SYNTHETIC_CLASSES
 from segattack.models import NormalizedModel, create_model
 
 ROOT = Path(__file__).resolve().parents[1]
-CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
-# Only the tests (and CI) read the shared data copy; a user's default is data/ in the clone.
-os.environ.setdefault("SEGATTACK_DATA", str(CAMVID.parent))
+# The data folder the entry points read (configs/paths/default.yaml): $SEGATTACK_DATA, else data/.
+DATA = Path(os.environ.get("SEGATTACK_DATA") or ROOT / "data")
+CAMVID = DATA / "CamVid"
+os.environ.setdefault("SEGATTACK_DATA", str(DATA))
 
 # Size of the trained fixture models and of the data the effectiveness tests attack.
 TRAIN_SIZE = (48, 64)
