@@ -471,8 +471,10 @@ def test_universal_fit_freezes_models_and_fools_them(trained_weights):
                                    f"eps={EFFECT_EPS!r}", "mode=universal", "region=full"),
                        dm, eval_split="train")["per_model"]["enet"]
     print("universal tanh:", rates, "\nuniform noise:", noise)
-    # measured over the eight fixture models (helpers.py): asr - noise asr 0.058-0.257, fooling
-    # rate - noise's 0.134-0.298 (noise alone changes up to 10% of the pixels)
+    # measured on six fixture models (helpers.py; seeds 42, 7, 1, 2, 3 with 1 thread, 42 with 2):
+    # asr - noise asr 0.058-0.257, fooling rate - noise's 0.134-0.298 (noise alone changes up to
+    # 10% of the pixels); scored on val instead, the asr gain falls to 0.023 on one of eight
+    # models, too small to test
     assert rates["asr"] > noise["asr"] + 0.03
     assert rates["fooling_rate"] > noise["fooling_rate"] + 0.06
     assert res["perturbation"]["linf"] <= EFFECT_EPS + TOL
@@ -501,7 +503,7 @@ def eval_data():
 
 
 # asr - clean error measured over the eight fixture models (helpers.py): tanh 0.243-0.397,
-# pgd 0.374-0.496, fgsm 0.085-0.126; each margin is about half the smallest
+# pgd 0.374-0.496, fgsm 0.085-0.146; each margin is about half the smallest
 @pytest.mark.parametrize("method, steps, margin", [
     ("tanh", STEPS, 0.12),
     ("pgd", 10, 0.18),
@@ -526,7 +528,7 @@ def test_targeted_attack_pushes_pixels_to_the_goal(trained_models, eval_data):
     res = run_module(module, eval_data)
     rates = res["per_model"]["enet"]
     print("targeted", rates)
-    # asr - clean share of the goal, over the eight fixture models (helpers.py): 0.155-0.385
+    # asr - clean share of the goal, over the eight fixture models (helpers.py): 0.155-0.467
     assert rates["asr"] > rates["clean_error_in_area"] + 0.08
 
 
@@ -540,7 +542,7 @@ def test_joint_attack_fools_both_models(trained_models, eval_data):
     transfer = run_module(single, eval_data)["per_model"]["enet2"]
     print("joint", res, "\ntransfer enet -> enet2", transfer)
     # measured on four pairs of fixture models (helpers.py): asr - clean error 0.138-0.303 per
-    # model; the joint attack over the transferred one on the second model 0.212-0.296
+    # model; the joint attack over the transferred one on the second model 0.212-0.295
     for name in ("enet", "enet2"):
         rates = res["per_model"][name]
         assert rates["asr"] > rates["clean_error_in_area"] + 0.07, name
