@@ -1,7 +1,7 @@
 """Val mIoU against epochs for one or more training runs: a PNG and the spread over the last epochs.
 
     python scripts/training_curves.py outputs/camvid_enet outputs/camvid_erfnet --out curves.png
-    python scripts/training_curves.py erfnet150=/root/runs/camvid_erfnet_e150 --last 10
+    python scripts/training_curves.py erfnet150=outputs/camvid_erfnet --last 10
 
 Each argument is a run folder of ``train_models.py logger=csv`` (``<run>/<model>/version_N/
 metrics.csv``, one curve per model), a model folder, or a ``metrics.csv``; ``LABEL=PATH`` names its

@@ -63,7 +63,7 @@ def train_one(cfg: DictConfig, name: str) -> dict:
     prepare_run(cfg)
     dm = instantiate(cfg.data)
     init = (cfg.get("init_weights") or {}).get(name)
-    if init:  # fine-tune from a weights file (e.g. continue the shipped model in a new session)
+    if init:  # fine-tune from a weights file (e.g. continue training the shipped model)
         net, _ = load_weights(init, expect_architecture=model_cfg.name, expect_num_classes=dm.num_classes)
     else:
         net = NormalizedModel(create_model(model_cfg.name, dm.num_classes), cfg.mean, cfg.std)
