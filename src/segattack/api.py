@@ -115,7 +115,8 @@ class Attack:
         """A fresh ``PerturbationModule`` (its generator seeded anew: every call starts alike)."""
         from .attacks.module import PerturbationModule
 
-        return PerturbationModule(self.models, self.spec(image_size, num_classes)).to(device)
+        module = PerturbationModule(self.models, self.spec(image_size, num_classes))
+        return module if device.type == "cpu" else module.to(device)  # built on the CPU
 
     def __call__(self, images: torch.Tensor | Batches, labels: torch.Tensor | None = None, *,
                  fit_data: torch.Tensor | Batches | None = None,
