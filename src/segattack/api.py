@@ -128,7 +128,9 @@ class Attack:
         then evaluates it on ``images``.
         """
         batches = as_batches(images, labels)
-        first = next(iter(batches))
+        first = next(iter(batches), None)
+        if first is None:
+            raise ConfigError("images: the loader yields no batch")
         device = first[0].device
         num_classes = self.num_classes or self.count_classes(first[0][:1])
         module = self.module(first[0].shape[-2:], num_classes, device)
@@ -199,7 +201,7 @@ def as_batches(images, labels) -> Batches:
         return [(images, labels)]
     if labels is not None:
         raise ConfigError("labels: give them with a batch of images, not with a loader of (x, y)")
-    return images
+    return list(images) if iter(images) is images else images  # a generator is read once
 
 
 def moved(batch: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
@@ -210,7 +212,8 @@ def evaluate(module, batches: Batches, device: torch.device) -> None:
     """Craft (per image) and score every batch with the module's own ``test_step``."""
     module.eval()  # the frozen models (and nothing else) stay in eval mode
     module.on_test_start()
-    with warnings.catch_warnings():  # test_step logs to a Trainer's progress bar: none here
+    # As Trainer.test(inference_mode=False) runs it: no graph outside the attack's own steps.
+    with torch.no_grad(), warnings.catch_warnings():  # test_step logs to a Trainer's bar: none here
         warnings.filterwarnings("ignore", message=r".*self\.log\(\)")
         for i, batch in enumerate(batches):
             module.test_step(moved(batch, device), i)
