@@ -1,4 +1,4 @@
-"""Per-image attack throughput: PerturbationModule + Trainer against a bare PyTorch loop.
+"""Per-image attack throughput: PerturbationModule + Trainer, the Python API and a bare PyTorch loop.
 
 Both paths do the same work on the same frozen models and the same batch: a clean forward per
 model, ``steps`` forward/backward/update steps of a full-image perturbation (tanh: Adam on w with
@@ -9,9 +9,14 @@ Trainer set-up, the test loop, metrics (IoU, rates, perturbation size), logging,
 Cases: ENet, ERFNet and the joint pair; then the joint cost for K = 1, 2, 3 models (K = 3 adds a
 second ENet instance) against the sum of the single-model costs (tanh, Lightning path).
 
+The API path (``segattack.Attack``, built once, as a notebook holds it) runs the same module
+without a Trainer: "api vs loop %" compares one whole API call (a fresh module, the batches, the
+metrics) with the Lightning batches alone, what the API adds per attack step over the command
+line's loop (goal: at most 2%).
+
 img·steps/s = batch * steps / (median time of one whole run). "overhead %" compares whole runs;
 "loop overhead %" counts only the Lightning batches (set-up and tear-down excluded), so the fixed
-cost shows apart from the per-step one. Equal asr on both paths shows they did the same steps.
+cost shows apart from the per-step one. Equal asr on every path shows they did the same steps.
 
 Sizes: default batch 1, 2 steps, 3 repeats at 360x480 (a few minutes on 2 cores);
 --full batch 4, 10 steps, 3 repeats (about half an hour); --quick: 96x128 synthetic, 1 repeat.
@@ -79,6 +84,22 @@ def bare_attack(models: dict, x, y, method: str, eps: float, steps: int, precisi
             "clean_error": {k: C.pixel_error(clean[k], y) for k in models}}
 
 
+def api_attack(models: dict, x, y, method: str, eps: float, steps: int, num_classes: int):
+    """``segattack.Attack`` with the Lightning path's settings (``C.attack_module``), built once;
+    the returned function runs one call on the batch."""
+    import segattack
+
+    fixed = [*C.FIXED_WORK, *(C.CLASSICAL_PGD if method == "pgd" else [])]
+    atk = segattack.Attack(models, eps=eps, steps=steps, method=method, num_classes=num_classes,
+                           keep_images=False, overrides=fixed)
+
+    def call():
+        metrics = atk(x, y).metrics
+        return {"asr": {k: metrics["per_model"][k]["asr"] for k in models}}
+
+    return call
+
+
 def asr_text(asr: dict | None) -> str:
     return "-" if not asr else "/".join(f"{v:.3f}" for v in asr.values())
 
@@ -113,13 +134,15 @@ def main():
         chosen = {n: models[n] for n in names}
         if impl == "lightning":
             return lambda: C.lightning_attack(chosen, [(x, y)], method, eps, steps, prec, num_classes)
+        if impl == "api":
+            return api_attack(chosen, x, y, method, eps, steps, num_classes)
         return lambda: bare_attack(chosen, x, y, method, eps, steps, prec)
 
     cases = {}
     for prec in args.precision:
         for method in args.methods:
             for case, names in CASES.items():
-                for impl in ("lightning", "bare"):
+                for impl in ("lightning", "bare") + (("api",) if prec == "32-true" else ()):
                     cases[(prec, method, case, impl)] = run(impl, names, method, prec)
         if "tanh" in args.methods:
             cases[(prec, "tanh", "+".join(JOINT[3]), "lightning")] = run("lightning", JOINT[3], "tanh", prec)
@@ -133,6 +156,7 @@ def main():
             for case in CASES:
                 lt, bt = get(prec, method, case, "lightning"), get(prec, method, case, "bare")
                 loop = C.median_of(lt["results"], "loop_s")
+                at = timed.get(" ".join((prec, method, case, "api")))  # fp32 only
                 rows.append({"method": method, "case": case, "precision": prec,
                              "lightning_img_steps_per_s": work / lt["median"],
                              "bare_img_steps_per_s": work / bt["median"],
@@ -141,6 +165,10 @@ def main():
                              "lightning_setup_s": lt["median"] - loop,
                              "lightning_s": lt["median"], "bare_s": bt["median"],
                              "lightning_times_s": lt["times"], "bare_times_s": bt["times"],
+                             "api_img_steps_per_s": work / at["median"] if at else None,
+                             "api_vs_loop_pct": C.overhead_pct(at["median"], loop) if at else None,
+                             "api_s": at["median"] if at else None, "api_times_s": at["times"] if at else None,
+                             "asr_api": at["results"][-1]["asr"] if at else None,
                              "asr_lightning": lt["results"][-1]["asr"], "asr_bare": bt["results"][-1]["asr"],
                              "clean_error": bt["results"][-1]["clean_error"]})
         if "tanh" in args.methods:
@@ -155,10 +183,12 @@ def main():
 
     main_table = C.markdown_table(
         ["method", "case", "precision", "lightning img·steps/s", "bare img·steps/s", "overhead %",
-         "loop overhead %", "lightning set-up s", "asr lightning", "asr bare"],
+         "loop overhead %", "lightning set-up s", "api img·steps/s", "api vs loop %", "asr lightning",
+         "asr api", "asr bare"],
         [[r["method"], r["case"], r["precision"], r["lightning_img_steps_per_s"], r["bare_img_steps_per_s"],
           C.pct(r["overhead_pct"]), C.pct(r["loop_overhead_pct"]), r["lightning_setup_s"],
-          asr_text(r["asr_lightning"]), asr_text(r["asr_bare"])] for r in rows])
+          r["api_img_steps_per_s"] or "-", "-" if r["api_vs_loop_pct"] is None else C.pct(r["api_vs_loop_pct"]),
+          asr_text(r["asr_lightning"]), asr_text(r["asr_api"]), asr_text(r["asr_bare"])] for r in rows])
     tables = {f"per-image attack, batch {B}, {steps} steps, eps {eps * 255:.3g}/255, "
               f"{x.shape[-2]}x{x.shape[-1]}{', channels_last' if args.channels_last else ''}": main_table}
     if joint_rows:

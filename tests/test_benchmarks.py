@@ -34,6 +34,7 @@ def test_attack_throughput_paths_agree(tmp_path):
     for r in data["rows"]:
         for model, asr in r["asr_bare"].items():
             assert r["asr_lightning"][model] == pytest.approx(asr, abs=1e-6), r["case"]
+            assert r["asr_api"][model] == pytest.approx(asr, abs=1e-6), r["case"]  # the API too
         assert r["lightning_img_steps_per_s"] > 0 and r["bare_img_steps_per_s"] > 0
     assert [j["K"] for j in data["joint"]] == [1, 2, 3]
 

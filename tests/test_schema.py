@@ -147,7 +147,7 @@ def test_unknown_model_is_refused_when_the_run_needs_its_weights(tmp_path):
     with pytest.raises(ConfigError) as err:
         check_attack_config(cfg, models_known=True)
     assert str(err.value) == ("source_models=['nope']: unknown model 'nope'; expected one of "
-                              "['enet', 'erfnet'] or give weights.nope=PATH")
+                              "['enet', 'erfnet'] or give weights.nope=PATH or own_models.nope")
 
 
 def test_several_bad_keys_one_line_each(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -98,3 +99,4 @@ def test_walkthrough_notebook_runs_on_a_run(demo_run):
                      for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "| enet |" in text and "| erfnet |" in text
     assert "4 figures" in text
+    assert re.search(r"API: asr \d+\.\d%, linf 4\.00/255, x_adv \(2, 3, 360, 480\)", text), text[-500:]

@@ -18,13 +18,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import load_group_option
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError
 from ..files.adversarial import AdversarialWriter, load_adversarial_set, set_folder
 from ..files.perturbation import check_made_for_run, load_universal_w, save_perturbation
 from ..files.tensorfile import read_metadata
-from ..files.weights import load_weights
 from ..io import staged, write_text
+from ..models.loading import load_models
 from ..report.metrics_json import SCHEMA_VERSION
 from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
 from ..schema import check_attack_config
@@ -36,40 +35,6 @@ from .shuffle import EpochShuffle, ShuffleState
 from .spec import AttackSpec, build_attack_spec
 
 log = logging.getLogger(__name__)
-
-
-def weights_path(cfg: DictConfig, name: str) -> Path:
-    """``weights.<name>`` if given, else the ``weights`` entry of ``configs/model/<name>.yaml``."""
-    explicit = (cfg.get("weights") or {}).get(name)
-    if explicit:
-        return Path(explicit)
-    try:
-        return Path(load_group_option(cfg, "model", name).weights)
-    except ConfigError:
-        raise ConfigError(f"source_models/eval_models: unknown model {name!r}; give weights.{name}=PATH "
-                          f"or add configs/model/{name}.yaml") from None
-
-
-def load_models(cfg: DictConfig, names: list[str], num_classes: int, image_size) -> dict:
-    models = {}
-    for name in names:
-        try:  # a model config's name fixes the architecture; another name takes the file's
-            arch = load_group_option(cfg, "model", name).name
-        except ConfigError:
-            arch = None
-        try:
-            model, meta = load_weights(weights_path(cfg, name), expect_architecture=arch,
-                                       expect_num_classes=num_classes)
-        except WeightsError as err:  # name the key to change, not only the file
-            raise WeightsError(f"weights.{name}: {err}") from None
-        if arch is None:
-            log.info("%s: architecture %s, as its weights file says", name, meta["architecture"])
-        try:
-            model.check_input_size(*image_size)
-        except ValueError as err:
-            raise ConfigError(f"data.image_size={list(image_size)}: {err}") from None
-        models[name] = model.use_channels_last(cfg.get("channels_last", "auto"))
-    return models
 
 
 def perturbation_tensors(module: PerturbationModule) -> dict[str, torch.Tensor]:

@@ -17,19 +17,21 @@ class NormalizedModel(nn.Module):
     """``net((x - mean) / std)`` with a check that the input size fits the architecture.
 
     Args:
-        net: an architecture from the registry (logits out).
-        mean, std: per-channel statistics in [0, 1] pixel units.
+        net: an architecture from the registry, or any module mapping images to logits.
+        mean, std: per-channel statistics in [0, 1] pixel units; None: the net takes [0, 1]
+            images as they are (no arithmetic per call).
 
     Shape:
         x: (B, 3, H, W) float in [0, 1]; returns logits (B, C, H, W).
     """
 
-    def __init__(self, net: nn.Module, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD):
+    def __init__(self, net: nn.Module, mean: Sequence[float] | None = IMAGENET_MEAN,
+                 std: Sequence[float] | None = IMAGENET_STD):
         super().__init__()
         self.net = net
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.normalizes = mean is not None or std is not None
+        self.register_buffer("mean", torch.tensor(mean or (0.0,) * 3, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std or (1.0,) * 3, dtype=torch.float32).view(1, 3, 1, 1))
         self.channels_last = False
 
     def use_channels_last(self, setting: bool | str = "auto") -> NormalizedModel:
@@ -59,4 +61,4 @@ class NormalizedModel(nn.Module):
         self.check_input_size(*x.shape[-2:])
         if self.channels_last:  # the first conv would otherwise run NCHW on an NCHW input
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net((x - self.mean) / self.std)
+        return self.net((x - self.mean) / self.std if self.normalizes else x)

@@ -160,15 +160,17 @@ def _options(folder: Path, leave_out=()) -> list[str]:
 
 
 def check_models_known(data: dict, key_names, config_dir: Path, weights_key: str | None = "weights") -> None:
-    """Every model named under ``key_names`` has a ``configs/model/NAME.yaml`` or a weights path."""
+    """Every model named under ``key_names`` has a ``configs/model/NAME.yaml``, a weights path or
+    an ``own_models.NAME`` entry (``weights_key=None``: only the first, e.g. to train)."""
     from ..errors import ConfigError
 
     options = _options(config_dir / "model")
     given = {k for k, v in (data.get(weights_key) or {}).items() if v} if weights_key else set()
+    given |= set(data.get("own_models") or {}) if weights_key else set()
     for key in key_names:
         for name in data.get(key) or ():
             if name not in options and name not in given:
-                hint = f" or give {weights_key}.{name}=PATH" if weights_key else ""
+                hint = f" or give {weights_key}.{name}=PATH or own_models.{name}" if weights_key else ""
                 raise ConfigError(f"{key}={as_typed(data[key])}: unknown model {name!r}; expected one "
                                   f"of {options}{hint}")
 

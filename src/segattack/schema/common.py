@@ -7,7 +7,8 @@ here (docs/design.md, "Config schema").
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -188,8 +189,26 @@ class Partial(BaseModel):
     lr: NonNegFloat | None = None
 
 
+def _import_path(value):
+    if isinstance(value, str) and not re.fullmatch(r"[A-Za-z_][\w.]*[:.][A-Za-z_][\w.]*", value):
+        raise ValueError("expected an import path, e.g. mypackage.nets:make_unet")
+    return value
+
+
+class OwnModel(Strict):
+    """``own_models.NAME``: a model of one's own, built by ``factory(**kwargs)`` (``models/own.py``);
+    the other keys, where not given, are read from ``weights.NAME``."""
+
+    factory: Annotated[str, BeforeValidator(_import_path)]
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    num_classes: PositiveInt | None = None
+    mean: exactly(3, float, "[0.485,0.456,0.406] (one value per RGB channel)") | None = None
+    std: exactly(3, PositiveFloat, "[0.229,0.224,0.225] (one value per RGB channel)") | None = None
+    input_size: Size | None = None
+
+
 class Run(Strict):
-    """Keys of every run: seed, threads, layout, logger, trainer, data, paths."""
+    """Keys of every run: seed, threads, layout, logger, trainer, data, paths, own models."""
 
     seed: Annotated[int, Field(strict=True)]
     resume: bool = True
@@ -200,6 +219,7 @@ class Run(Strict):
     trainer: Trainer
     logger: Logger | None = None
     paths: Paths
+    own_models: dict[str, OwnModel] = Field(default_factory=dict)
 
 
 def unique(key: str, names) -> None:

@@ -16,13 +16,11 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..config import load_group_option
-from ..errors import ConfigError, WeightsError
-from ..files.checkpoint import is_checkpoint, load_checkpoint_model
-from ..files.weights import load_weights
+from ..errors import ConfigError
 from ..io import atomic_write
 from ..labels import IGNORE_INDEX
 from ..metrics.iou import SegmentationIoU
+from ..models.loading import load_file_model, load_model, weights_path
 from ..run import prepare_run
 from ..schema import check_train_config
 
@@ -40,17 +38,6 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int) -> dict:
     return {"miou": float(out["miou"]), "per_class": out["per_class"].tolist()}
 
 
-def weights_path(cfg: DictConfig, name: str) -> Path:
-    """``weights.<name>`` if given, else the ``weights`` entry of ``configs/model/<name>.yaml``."""
-    explicit = (cfg.get("weights") or {}).get(name)
-    if explicit:
-        return Path(explicit)
-    model_cfg = load_group_option(cfg, "model", name)
-    if not model_cfg.get("weights"):
-        raise ConfigError(f"weights.{name}: configs/model/{name}.yaml names no weights; give weights.{name}=PATH")
-    return Path(model_cfg.weights)
-
-
 def evaluate_weights(path: str | Path, dm, split: str, channels_last="auto", architecture: str | None = None,
                      ckpt_weights: str = "validated") -> dict:
     """Load a weights file (or a training checkpoint) and evaluate it (fp32, no augmentation) on ``split``.
@@ -60,31 +47,18 @@ def evaluate_weights(path: str | Path, dm, split: str, channels_last="auto", arc
     A ``.ckpt`` needs ``architecture`` (a checkpoint names none); ``ckpt_weights`` picks its network
     (``files/checkpoint.py``) and is added to the result.
     """
-    if is_checkpoint(path):
-        if architecture is None:
-            raise WeightsError(f"{path}: a checkpoint names no architecture; evaluate it under a model "
-                               f"name of configs/model/ (e.g. models=[erfnet] weights.erfnet=...)")
-        model, meta = load_checkpoint_model(path, architecture, dm.num_classes, ckpt_weights)
-    else:
-        model, meta = load_weights(path, expect_num_classes=dm.num_classes)
-    try:
-        model.check_input_size(*dm.image_size)
-    except ValueError as err:
-        raise ConfigError(f"data.image_size={list(dm.image_size)}: {err}") from None
-    model.use_channels_last(channels_last)
+    model, meta = load_file_model(path, dm.num_classes, dm.image_size, architecture, ckpt_weights,
+                                  channels_last)
+    return evaluate_model(model, meta, path, dm, split)
+
+
+def evaluate_model(model: nn.Module, meta: dict, path, dm, split: str) -> dict:
+    """``evaluate_weights``'s result for a loaded model and its metadata."""
     loader = dm.dataloader(split, train=False)
     out = evaluate(model, loader, dm.num_classes)
-    return {**out, "weights": str(path), "epoch": meta.get("epoch"), "export": meta.get("export"),
-            "val_miou": meta.get("val_miou"), "num_images": len(loader.dataset),
+    return {**out, "weights": None if path is None else str(path), "epoch": meta.get("epoch"),
+            "export": meta.get("export"), "val_miou": meta.get("val_miou"), "num_images": len(loader.dataset),
             **({"ckpt_weights": meta["ckpt_weights"]} if "ckpt_weights" in meta else {})}
-
-
-def architecture_of(cfg: DictConfig, name: str) -> str | None:
-    """The architecture of ``configs/model/<name>.yaml``; None for a name only a weights file defines."""
-    try:
-        return load_group_option(cfg, "model", name).name
-    except ConfigError:
-        return None
 
 
 def check_split(dm, split: str) -> None:
@@ -95,20 +69,18 @@ def check_split(dm, split: str) -> None:
         raise ConfigError(f"eval_split={split!r}: {err}") from None
 
 
-def evaluate_models(cfg: DictConfig, paths: dict[str, str | Path], split: str) -> dict:
-    """Evaluate each ``name -> weights file`` on ``split``; also written to ``eval_<split>.json``."""
+def evaluate_models(cfg: DictConfig, names, split: str, paths: dict | None = None) -> dict:
+    """Evaluate each model of ``names`` on ``split`` (``paths``: name -> weights file instead of
+    the configured ones, e.g. what training exported); also written to ``eval_<split>.json``."""
     from hydra.utils import instantiate
 
     dm = instantiate(cfg.data)
     check_split(dm, split)
     models = {}
-    for name, path in paths.items():
-        try:
-            arch = architecture_of(cfg, name) if is_checkpoint(path) else None  # files name their own
-            models[name] = evaluate_weights(path, dm, split, cfg.get("channels_last", "auto"), arch,
-                                            cfg.get("ckpt_weights", "validated"))
-        except WeightsError as err:  # name the key to change, not only the file
-            raise WeightsError(f"weights.{name}: {err}") from None
+    for name in names:
+        path = (paths or {}).get(name) or weights_path(cfg, name)
+        model, meta = load_model(cfg, name, dm.num_classes, dm.image_size, path)
+        models[name] = evaluate_model(model, meta, path, dm, split)
     report = {"dataset": dm.name, "split": split, "image_size": list(dm.image_size),
               "precision": "fp32", "class_names": list(dm.class_names), "models": models}
     if split == "val" and dm.holdout:  # val is then those training sequences
@@ -158,8 +130,7 @@ def run(cfg: DictConfig) -> dict:
     prepare_run(cfg, verbose_seed=False)
     split = cfg.get("eval_split")
     if cfg.get("task", "train") == "evaluate":
-        paths = {name: weights_path(cfg, name) for name in cfg.models}
-        return {"train": None, "eval": evaluate_models(cfg, paths, split or "val")}
+        return {"train": None, "eval": evaluate_models(cfg, list(cfg.models), split or "val")}
 
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -171,5 +142,5 @@ def run(cfg: DictConfig) -> dict:
     report = None
     if split is not None and rank_zero_only.rank == 0:  # DDP: every rank trains, one reports
         paths = {r["model"]: r["weights"] for r in results if r["weights"]}
-        report = evaluate_models(cfg, paths, split) if paths else None
+        report = evaluate_models(cfg, list(paths), split, paths) if paths else None
     return {"train": results, "eval": report}
