@@ -20,9 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import load_group_option
 from ..errors import ConfigError, WeightsError
-from ..files.adversarial import AdversarialWriter, load_adversarial_set, set_folder
-from ..files.perturbation import check_made_for_run, load_universal_w, save_perturbation
-from ..files.tensorfile import read_metadata
+from ..files.adversarial import AdversarialWriter, load_adversarial_set, read_set_metadata, set_folder
+from ..files.perturbation import (
+    check_made_for_run,
+    load_universal_w,
+    read_universal_metadata,
+    save_perturbation,
+)
 from ..files.weights import load_weights
 from ..io import staged, write_text
 from ..report.metrics_json import SCHEMA_VERSION
@@ -100,8 +104,7 @@ def perturbation_eps(cfg: DictConfig, spec: AttackSpec) -> tuple[AttackSpec, dic
         want = "per_image" if folder is not None else "universal"
         raise ConfigError(f"perturbation={path}: a {'per-image set' if folder else 'universal perturbation'} "
                           f"is evaluated with mode={want}")
-    meta = (read_metadata(next(iter(sorted(folder.glob("shard_*.safetensors")))), "perturbation")
-            if folder is not None else read_metadata(path, "perturbation"))
+    meta = read_set_metadata(folder) if folder is not None else read_universal_metadata(path)
     run = {"eps": spec.eps, "region": spec.region.describe(), "image_size": list(spec.image_size),
            "source_models": list(spec.source_models)}
     eps = check_made_for_run(path, meta, run, own_eps=mode == "file")
