@@ -17,8 +17,18 @@ from hydra.utils import instantiate
 from .errors import WeightsError
 
 
+def check_device(cfg) -> None:
+    """``trainer=gpu`` on a machine without CUDA stops before any data or weights load."""
+    accelerator = (cfg.get("trainer") or {}).get("accelerator")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        from .errors import ConfigError
+
+        raise ConfigError(f"trainer.accelerator={accelerator}: no CUDA device; use trainer=cpu")
+
+
 def prepare_run(cfg, verbose_seed: bool = True) -> None:
-    """Pin the torch threads (``torch_threads``) and seed every generator (``seed``)."""
+    """Check the device, pin the torch threads (``torch_threads``) and seed every generator (``seed``)."""
+    check_device(cfg)
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True, verbose=verbose_seed)
