@@ -55,3 +55,18 @@ def test_zero_epochs_refused_at_the_entry_point(tmp_path):
                     "trainer.max_epochs=0", f"hydra.run.dir={tmp_path / 'run'}"])
     assert one_line(proc) == "error: trainer.max_epochs=0: expected >= 1 (the number of epochs to train)"
     assert outputs(tmp_path / "run") == []
+
+
+@pytest.mark.parametrize("overrides, line", [
+    (["attack.target_class=3"], "attack.target_class=3: an untargeted attack would ignore it; set "
+                                "attack.targeted=true, or leave it out"),
+    (["perturbation=''"], "perturbation='': expected a non-empty string (or null)"),
+])
+def test_attack_keys_that_would_be_ignored_refused(tmp_path, overrides, line):
+    from helpers import compose
+
+    from segattack.schema import check_attack_config
+
+    with pytest.raises(ConfigError) as err:
+        check_attack_config(compose("attack", tmp_path, overrides))
+    assert str(err.value) == line
