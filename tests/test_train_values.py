@@ -70,3 +70,18 @@ def test_attack_keys_that_would_be_ignored_refused(tmp_path, overrides, line):
     with pytest.raises(ConfigError) as err:
         check_attack_config(compose("attack", tmp_path, overrides))
     assert str(err.value) == line
+
+
+@pytest.mark.parametrize("override, line", [
+    ("trainer=gpu", "error: trainer.accelerator=gpu: no CUDA device; use trainer=cpu"),
+    ("optimizer._target_=torch.optim.Adamm",
+     "error: optimizer._target_='torch.optim.Adamm': no such class or function (check its module path)"),
+])
+def test_hydra_and_device_failures_in_one_line(tmp_path, override, line):
+    import torch
+
+    if override == "trainer=gpu" and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    proc = run_cli([sys.executable, str(ROOT / "train_models.py"), "data=synthetic", "logger=none",
+                    "trainer.max_epochs=1", override, f"hydra.run.dir={tmp_path / 'run'}"])
+    assert one_line(proc) == line
