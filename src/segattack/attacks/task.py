@@ -148,6 +148,9 @@ def run_attack(cfg: DictConfig) -> dict:
     dm = instantiate(cfg.data)
     spec = build_attack_spec(cfg, dm.image_size, dm.num_classes)  # every attack key checked here
     spec, loaded = perturbation_eps(cfg, spec)
+    for split in {cfg.eval_split, *([cfg.fit_split] if spec.mode == "universal" else [])}:
+        if hasattr(dm, "check_labels"):  # files on disk: every label read before any image is attacked
+            dm.check_labels(split)
     save_adv = cfg.get("save_adversarial", "none") or "none"
     if save_adv not in SAVE_ADVERSARIAL:
         raise ConfigError(f"save_adversarial={save_adv!r}: expected none or all")

@@ -196,6 +196,13 @@ class SegmentationDataModule(L.LightningDataModule):
         pairs = self.pairs(split)[: self.limit]
         return SegmentationDataset(pairs, self.lut(), tf, random=augment)
 
+    def check_labels(self, split: str) -> None:
+        """Read every label of ``split`` now (they are small), so a bad one stops a run before any
+        image is attacked rather than midway; the error names the file."""
+        ds = self.dataset(split, train=False)
+        for i in range(len(ds)):
+            ds.read_label(i)
+
     def dataloader(self, split: str, shuffle: bool = False, train: bool | None = None,
                    batch_size: int | None = None) -> DataLoader:
         return DataLoader(self.dataset(split, train), batch_size=batch_size or self.batch_size,
