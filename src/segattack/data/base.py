@@ -200,6 +200,8 @@ class SegmentationDataModule(L.LightningDataModule):
         """Read every label of ``split`` now (they are small), so a bad one stops a run before any
         image is attacked rather than midway; the error names the file."""
         ds = self.dataset(split, train=False)
+        if not isinstance(ds, SegmentationDataset):  # generated data: no files to read
+            return
         for i in range(len(ds)):
             ds.read_label(i)
 
