@@ -177,6 +177,16 @@ def run_cli(args, timeout: float = 400, **env) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def universal_file(path: Path, tensors: dict, **meta) -> Path:
+    """A universal perturbation file as a run writes it (every metadata key), ``meta`` overriding
+    (an 8/255 full-frame tanh perturbation of ENet on ``SIZE`` synthetic images by default)."""
+    from segattack.files.perturbation import save_perturbation
+
+    made = {"method": "tanh", "mode": "universal", "eps": 8 / 255, "region": "full",
+            "source_models": ["enet"], "image_size": list(SIZE), "dataset": "synthetic", **meta}
+    return save_perturbation(path, tensors, made)
+
+
 class Conv(nn.Module):
     """A 1x1 convolution to ``NUM_CLASSES`` logits that turns to NaN after ``good_calls`` calls."""
 

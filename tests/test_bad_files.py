@@ -15,6 +15,7 @@ from helpers import (
     Conv,
     compose_attack_cfg,
     conv_attack,
+    universal_file,
 )
 from safetensors.torch import save_file
 
@@ -92,9 +93,8 @@ def universal_module():
     return conv_attack(Conv(), "universal")  # w: (1, 3, 48, 64)
 
 
-def _save_perturbation(path: Path, w: torch.Tensor, method: str = "tanh", key: str = "w") -> Path:
-    save_file({key: w.contiguous()}, str(path), metadata={"method": json.dumps(method)})
-    return path
+def _save_perturbation(path: Path, w: torch.Tensor, method: str = "tanh", key: str = "w", **meta) -> Path:
+    return universal_file(path, {key: w}, **{"method": method, "source_models": ["m"], **meta})
 
 
 PERTURBATION_CASES = {  # kind -> (error type, what the message says)
@@ -141,7 +141,8 @@ def test_good_perturbation_file_loads(tmp_path, universal_module):
 
 
 def test_bad_perturbation_via_entry_point(tmp_path, weights, capsys):
-    bad = _save_perturbation(tmp_path / "perturbation.safetensors", torch.zeros(1, 3, 24, 32))
+    bad = _save_perturbation(tmp_path / "perturbation.safetensors", torch.zeros(1, 3, 24, 32),
+                             source_models=["enet"], eps=4 / 255)
     cfg = compose_attack_cfg(tmp_path / "run", [*UNIVERSAL, f"weights.enet={weights}",
                                                 f"perturbation={bad}"])
     with pytest.raises(SystemExit) as exit_:

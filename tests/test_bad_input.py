@@ -18,6 +18,7 @@ from helpers import (
     compose_attack_cfg,
     quiet_trainer,
     run_cli,
+    universal_file,
 )
 from PIL import Image
 
@@ -184,10 +185,8 @@ def test_nan_universal_perturbation_leaves_no_outputs(tmp_path, weights):
 
 
 def test_saved_nan_perturbation_refused_naming_the_file(tmp_path, weights, capsys):
-    from segattack.files.perturbation import save_perturbation
-
-    path = save_perturbation(tmp_path / "p.safetensors", {"w": torch.full((1, 3, *SIZE), float("nan"))},
-                             {"method": "tanh"})
+    path = universal_file(tmp_path / "p.safetensors", {"w": torch.full((1, 3, *SIZE), float("nan"))},
+                          eps=4 / 255)
     cfg = compose_attack_cfg(tmp_path / "run", [*UNIVERSAL, f"weights.enet={weights}", f"perturbation={path}"])
     with pytest.raises(SystemExit):
         run_task(run_attack, cfg)

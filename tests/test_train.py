@@ -89,10 +89,10 @@ def test_short_fit_learns(tmp_path):
     ckpts = sorted(p.name for p in (tmp_path / "checkpoints" / "enet").iterdir())
     assert "last.ckpt" in ckpts and any(name.startswith("best-epoch") for name in ckpts)
 
-    # init_weights: a run that starts from the exported file (and cannot learn: lr 0) scores
-    # like it, far above what a random start scores
+    # init_weights: a run that starts from the exported file (and cannot learn: lr 1e-12, as lr 0 is
+    # refused) scores like it, far above what a random start scores
     again = compose_train_cfg(tmp_path / "again", [
-        "optimizer.lr=0.0", "trainer.max_epochs=1", "data.num_train=64", "data.num_val=16",
+        "optimizer.lr=1e-12", "trainer.max_epochs=1", "data.num_train=64", "data.num_val=16",
         "data.image_size=[96,128]", "trainer.num_sanity_val_steps=0", f"init_weights.enet={weights}"])
     (continued,) = train(again)
     assert continued["best_val_miou"] > 0.5, continued

@@ -9,34 +9,99 @@ tasks check their config against its schema first, ``segattack.schema``).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import SegattackError
 
 EXIT_USER_ERROR = 2
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def fail(message: str) -> None:
-    """Print ``message`` as ``error: ...`` lines on stderr and exit with status 2."""
-    for line in str(message).splitlines() or [""]:
+    """Print ``message`` as ``error: ...`` lines on stderr (never on a progress bar's line, never
+    with terminal codes) and exit with status 2."""
+    end_progress_lines()
+    for line in ANSI.sub("", str(message)).splitlines() or [""]:
         print(f"error: {line}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
 
 
 def run_task(task: Callable, cfg):
-    """Run ``task(cfg)``; a user-facing error prints one line per problem and exits with status 2.
+    """Run ``task(cfg)``; a user-facing error prints one line per problem and exits with status 2,
+    SIGINT/SIGTERM one line (what was kept, how to resume) and status 130/143
+    (``segattack.interrupt``). Either way the run's unstaged outputs go (``discard_partial``).
 
     Under DDP, a child rank ends here once the task is done (``finish_distributed``).
     """
+    from hydra.errors import HydraException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from .interrupt import Interrupted, catching_signals, interrupted_line
+
+    out = _output_dir(cfg)
+    before = _entries(out)
     try:
-        result = task(cfg)
-    except (SegattackError, OmegaConfBaseException, FloatingPointError) as err:
-        fail(str(err))
+        with catching_signals():
+            result = task(cfg)
+    except Interrupted as err:
+        discard_partial(out, before)
+        end_progress_lines()
+        print(interrupted_line(err, out or Path.cwd(), resumes(cfg)), file=sys.stderr)
+        sys.exit(err.exit_code)
+    except (SegattackError, OmegaConfBaseException, FloatingPointError, HydraException,
+            MisconfigurationException) as err:
+        discard_partial(out, before)
+        fail(hydra_message(err) if isinstance(err, HydraException) else str(err))
     finish_distributed()
     return result
+
+
+def resumes(cfg) -> bool:
+    """Whether re-running this run in its folder continues it: training, universal fits."""
+    if cfg.get("task", "train") == "train" and "models" in cfg:
+        return True
+    return cfg.get("mode") == "universal" and not cfg.get("perturbation")
+
+
+# Outputs written while a run goes (not staged): a failed or interrupted run must not leave them.
+STREAMED = ("adversarial", "adversarial_png")
+
+
+def _output_dir(cfg) -> Path | None:
+    try:
+        out = (cfg.get("paths") or {}).get("output_dir")
+    except OmegaConfBaseException:
+        return None
+    return Path(out) if out else None
+
+
+def _entries(out: Path | None) -> set[str]:
+    return {p.name for p in out.iterdir()} if out is not None and out.is_dir() else set()
+
+
+def discard_partial(out: Path | None, before: set[str]) -> None:
+    """Remove the streamed outputs this run began (``STREAMED``), so a failed run leaves none."""
+    import shutil
+
+    for name in STREAMED:
+        if out is not None and name not in before and (out / name).exists():
+            shutil.rmtree(out / name, ignore_errors=True)
+
+
+def end_progress_lines() -> None:
+    """End an open progress-bar line, so a message never starts on it."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    sys.stderr.flush()
 
 
 def finish_distributed() -> None:
@@ -75,6 +140,11 @@ def hydra_message(err: Exception) -> str:
             return f"{group}={name}: no such option; expected one of {options}"
     if isinstance(err, OSError):
         return f"{err.filename or 'hydra.run.dir'}: cannot create the run folder ({err.strerror})"
+    target = re.match(r"Error locating target '([^']*)'", str(err))
+    if target:
+        key = re.search(r"full_key: (\S+)", str(err))
+        where = f"{key.group(1)}._target_" if key else "_target_"
+        return f"{where}={target.group(1)!r}: no such class or function (check its module path)"
     lines = [str(err)]
     if isinstance(err.__cause__, OmegaConfBaseException):
         lines.append(str(err.__cause__))

@@ -19,9 +19,13 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
-from ..files.adversarial import AdversarialWriter, load_adversarial_set, set_folder
-from ..files.perturbation import check_made_for_run, load_universal_w, save_perturbation
-from ..files.tensorfile import read_metadata
+from ..files.adversarial import AdversarialWriter, load_adversarial_set, read_set_metadata, set_folder
+from ..files.perturbation import (
+    check_made_for_run,
+    load_universal_w,
+    read_universal_metadata,
+    save_perturbation,
+)
 from ..io import staged, write_text
 from ..models.loading import load_models
 from ..report.metrics_json import SCHEMA_VERSION
@@ -65,8 +69,7 @@ def perturbation_eps(cfg: DictConfig, spec: AttackSpec) -> tuple[AttackSpec, dic
         want = "per_image" if folder is not None else "universal"
         raise ConfigError(f"perturbation={path}: a {'per-image set' if folder else 'universal perturbation'} "
                           f"is evaluated with mode={want}")
-    meta = (read_metadata(next(iter(sorted(folder.glob("shard_*.safetensors")))), "perturbation")
-            if folder is not None else read_metadata(path, "perturbation"))
+    meta = read_set_metadata(folder) if folder is not None else read_universal_metadata(path)
     run = {"eps": spec.eps, "region": spec.region.describe(), "image_size": list(spec.image_size),
            "source_models": list(spec.source_models)}
     eps = check_made_for_run(path, meta, run, own_eps=mode == "file")
@@ -110,6 +113,9 @@ def run_attack(cfg: DictConfig) -> dict:
     dm = instantiate(cfg.data)
     spec = build_attack_spec(cfg, dm.image_size, dm.num_classes)  # every attack key checked here
     spec, loaded = perturbation_eps(cfg, spec)
+    for split in {cfg.eval_split, *([cfg.fit_split] if spec.mode == "universal" else [])}:
+        if hasattr(dm, "check_labels"):  # files on disk: every label read before any image is attacked
+            dm.check_labels(split)
     save_adv = cfg.get("save_adversarial", "none") or "none"
     if save_adv not in SAVE_ADVERSARIAL:
         raise ConfigError(f"save_adversarial={save_adv!r}: expected none or all")

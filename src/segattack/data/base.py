@@ -27,7 +27,7 @@ def read_png(path: Path, mode: str) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if mode == "RGB":
-                im = im.convert("RGB")
+                return rgb_array(path, im)
             elif im.mode == "F":
                 raise DataError(f"{path}: label image holds floating-point values, expected "
                                 "integer class ids")
@@ -36,6 +36,25 @@ def read_png(path: Path, mode: str) -> np.ndarray:
             return np.array(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: cannot read image ({err})") from None
+
+
+def rgb_array(path: Path, im: Image.Image) -> np.ndarray:
+    """An image of any PNG/JPEG mode as 8-bit RGB: 16-bit grey scaled (PIL's convert would clip it
+    to white), alpha that hides anything refused (flattening it would change the picture)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        grey = np.array(im).astype(np.float64)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise DataError(f"{path}: image of mode {im.mode} holds values outside 16 bits, expected an RGB image")
+        grey = np.round(grey / 257).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode == "F":
+        raise DataError(f"{path}: image holds floating-point values (mode F), expected an 8-bit RGB image")
+    if "A" in im.getbands() or "transparency" in im.info:
+        alpha = np.array(im.convert("RGBA"))[..., 3]
+        if (alpha < 255).any():
+            raise DataError(f"{path}: image has transparent pixels (mode {im.mode}), expected an opaque "
+                            "RGB image")
+    return np.array(im.convert("RGB"))
 
 
 def label_lut(mapping: dict[int, int], size: int = 65536) -> np.ndarray:
@@ -176,6 +195,15 @@ class SegmentationDataModule(L.LightningDataModule):
             tf = eval_transform(self.image_size)
         pairs = self.pairs(split)[: self.limit]
         return SegmentationDataset(pairs, self.lut(), tf, random=augment)
+
+    def check_labels(self, split: str) -> None:
+        """Read every label of ``split`` now (they are small), so a bad one stops a run before any
+        image is attacked rather than midway; the error names the file."""
+        ds = self.dataset(split, train=False)
+        if not isinstance(ds, SegmentationDataset):  # generated data: no files to read
+            return
+        for i in range(len(ds)):
+            ds.read_label(i)
 
     def dataloader(self, split: str, shuffle: bool = False, train: bool | None = None,
                    batch_size: int | None = None) -> DataLoader:

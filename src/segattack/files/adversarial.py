@@ -14,17 +14,31 @@ Each process of a distributed run writes the shards of its own images; their nam
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from PIL import Image
+from pydantic import Field
 
 from ..errors import WeightsError
 from ..io import atomic_write
-from .tensorfile import read_metadata, read_tensors, write_tensor_file
+from .perturbation import PerturbationMeta, check_delta
+from .tensorfile import check_metadata, read_metadata, read_tensors, write_tensor_file
 
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 SET_KIND = "per_image_set"
+
+
+class SetMeta(PerturbationMeta):
+    """The metadata of every shard of a per-image set (``AdversarialWriter``)."""
+
+    kind: Literal["per_image_set"]
+    mode: Literal["per_image"]
+    dtype: Literal[tuple(DTYPES)]
+    split: str
+    num_images: Annotated[int, Field(gt=0)]
+    indices: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 
 
 def crop_nonzero(delta: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -104,29 +118,84 @@ def set_folder(path: str | Path) -> Path | None:
     return None
 
 
-def load_adversarial_set(path: str | Path) -> tuple[dict, dict[int, tuple[torch.Tensor, tuple[int, int]]]]:
-    """``(metadata, {index: (delta crop float32, (y0, x0))})`` of the set at ``path``.
+def shards(folder: Path) -> list[Path]:
+    return sorted(folder.glob("shard_*.safetensors"))
 
-    Raises WeightsError naming the file for an unreadable shard or shards that disagree.
+
+def read_shard_metadata(shard: Path) -> dict:
+    """A shard's metadata, checked (every key of ``SetMeta`` present and of its type)."""
+    meta = read_metadata(shard, "perturbation")
+    if meta.get("kind") != SET_KIND:
+        raise WeightsError(f"{shard}: not a shard of a per-image set (metadata kind="
+                           f"{meta.get('kind')!r}, expected {SET_KIND!r})")
+    check_metadata(shard, SetMeta, meta, "shard of a per-image set")
+    if max(meta["indices"]) >= meta["num_images"]:
+        raise WeightsError(f"{shard}: metadata indices reach {max(meta['indices'])}, beyond its "
+                           f"num_images={meta['num_images']}")
+    return meta
+
+
+def read_set_metadata(path: str | Path) -> dict:
+    """The checked metadata of the set at ``path`` (its first shard's, without ``indices``)."""
+    folder = set_folder(path)
+    if folder is None:
+        raise WeightsError(f"{path}: no per-image set here (expected shard_*.safetensors)")
+    meta = read_shard_metadata(shards(folder)[0])
+    meta.pop("indices")
+    return meta
+
+
+def check_image(shard: Path, i: int, delta: torch.Tensor, origin: torch.Tensor, meta: dict) -> tuple[int, int]:
+    """One image's delta crop and origin against the shard's claims; returns the origin (y0, x0)."""
+    dtype, (height, width) = DTYPES[meta["dtype"]], meta["image_size"]
+    if delta.dtype != dtype:
+        raise WeightsError(f"{shard}: delta.{i} is {str(delta.dtype).removeprefix('torch.')}, the "
+                           f"metadata says dtype={meta['dtype']!r}")
+    if delta.dim() != 3 or delta.shape[0] != 3:
+        raise WeightsError(f"{shard}: delta.{i} has shape {list(delta.shape)}, expected [3, h, w] "
+                           "(3 colour channels)")
+    if origin.dtype != torch.long or tuple(origin.shape) != (2,):
+        raise WeightsError(f"{shard}: origin.{i} is a {str(origin.dtype).removeprefix('torch.')} of "
+                           f"shape {list(origin.shape)}, expected two int64 (y, x)")
+    y0, x0 = (int(v) for v in origin.tolist())
+    h, w = delta.shape[1:]
+    if y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
+        raise WeightsError(f"{shard}: delta.{i} ({h}x{w} at y={y0}, x={x0}) does not lie inside the "
+                           f"stated image size {height}x{width}")
+    check_delta(shard, f"delta.{i}", delta, float(meta["eps"]))
+    return y0, x0
+
+
+def load_adversarial_set(path: str | Path) -> tuple[dict, dict[int, tuple[torch.Tensor, tuple[int, int]]]]:
+    """``(metadata, {index: (delta crop float32, (y0, x0))})`` of the set at ``path``, every shard
+    checked against its own claims (metadata complete, each delta finite, of the stated dtype,
+    3 channels, inside the image, within eps) before any of it is used.
+
+    Raises WeightsError naming the file for an unreadable shard, a claim it breaks, or shards
+    that disagree.
     """
     folder = set_folder(path)
     if folder is None:
         raise WeightsError(f"{path}: no per-image set here (expected shard_*.safetensors)")
     meta, deltas = None, {}
-    for shard in sorted(folder.glob("shard_*.safetensors")):
-        m = read_metadata(shard, "perturbation")
-        if m.get("kind") != SET_KIND:
-            raise WeightsError(f"{shard}: not a shard of a per-image set")
-        indices = m.pop("indices", [])
+    for shard in shards(folder):
+        m = read_shard_metadata(shard)
+        indices = m.pop("indices")
         if meta is None:
             meta = m
         elif m != meta:
             diff = sorted(k for k in set(m) | set(meta) if m.get(k) != meta.get(k))
             raise WeightsError(f"{shard}: its {', '.join(diff)} differ from the other shards'")
         tensors = read_tensors(shard)
+        listed = {f"{kind}.{i}" for i in indices for kind in ("delta", "origin")}
+        extra = sorted(set(tensors) - listed)
+        if extra:
+            raise WeightsError(f"{shard}: holds {extra[0]!r}, which its metadata indices do not list")
         for i in indices:
             if f"delta.{i}" not in tensors or f"origin.{i}" not in tensors:
                 raise WeightsError(f"{shard}: image {i} is listed but has no delta/origin")
-            origin = tensors[f"origin.{i}"].tolist()
-            deltas[int(i)] = (tensors[f"delta.{i}"].float(), (int(origin[0]), int(origin[1])))
+            if i in deltas:
+                raise WeightsError(f"{shard}: image {i} is also in another shard")
+            origin = check_image(shard, i, tensors[f"delta.{i}"], tensors[f"origin.{i}"], m)
+            deltas[i] = (tensors[f"delta.{i}"].float(), origin)
     return meta, deltas

@@ -40,6 +40,26 @@ def read_metadata(path: str | Path, what: str = "safetensors") -> dict:
         return {}
 
 
+def check_metadata(path: str | Path, schema, meta: dict, what: str) -> dict:
+    """``meta`` checked against the pydantic model ``schema``: every key it requires present and of
+    its type (a file's own claims, checked before they are used); one line naming the file."""
+    from pydantic import ValidationError
+
+    from ..schema.validate import as_typed, expected_text
+
+    missing = [k for k, f in schema.model_fields.items() if f.is_required() and k not in meta]
+    if missing:
+        raise WeightsError(f"{path}: metadata lacks {missing} (is it a {what} written by segattack?)")
+    try:
+        schema.model_validate(meta)
+    except ValidationError as err:
+        e = err.errors(include_url=False)[0]
+        key = str(e["loc"][0]) if e["loc"] else None
+        where = f"metadata {key}={as_typed(meta[key])}" if key in meta else "metadata"
+        raise WeightsError(f"{path}: {where}: {expected_text(e)}") from None
+    return meta
+
+
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))

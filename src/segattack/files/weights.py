@@ -15,7 +15,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -24,10 +23,11 @@ from ..errors import WeightsError
 from ..models.registry import MODELS, create_model
 from ..models.wrapper import NormalizedModel
 from .tensorfile import read_metadata as read_file_metadata
-from .tensorfile import read_tensors, write_tensor_file
+from .tensorfile import check_metadata, read_tensors, write_tensor_file
 
 REQUIRED_KEYS = ("architecture", "num_classes", "class_names", "mean", "std", "input_size")
 SHOWN = 3  # names listed in a message before "and N more"
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class WeightsMeta(BaseModel):
@@ -38,8 +38,8 @@ class WeightsMeta(BaseModel):
     architecture: str
     num_classes: Annotated[int, Field(gt=0)]
     class_names: list[str]
-    mean: Annotated[list[float], Field(min_length=3, max_length=3)]
-    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)]
+    mean: Annotated[list[Finite], Field(min_length=3, max_length=3)]
+    std: Annotated[list[Annotated[Finite, Field(gt=0)]], Field(min_length=3, max_length=3)]
     input_size: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=2, max_length=2)]
 
     @field_validator("architecture")
@@ -77,21 +77,7 @@ def _listed(names) -> str:
 
 def read_metadata(path: str | Path) -> dict:
     """The metadata of a weights file, decoded and checked, with errors that name the file."""
-    from ..schema.validate import as_typed, expected_text
-
-    meta = read_file_metadata(path, "weights")
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise WeightsError(f"{path}: metadata lacks {missing} (was it written by segattack?)")
-    try:
-        WeightsMeta.model_validate(meta)
-    except ValidationError as err:
-        e = err.errors(include_url=False)[0]
-        msg = expected_text(e)
-        key = str(e["loc"][0]) if e["loc"] else None
-        where = f"metadata {key}={as_typed(meta[key])}" if key in meta else "metadata"
-        raise WeightsError(f"{path}: {where}: {msg}") from None
-    return meta
+    return check_metadata(path, WeightsMeta, read_file_metadata(path, "weights"), "weights file")
 
 
 def check_tensors(path, state: dict[str, torch.Tensor], model: torch.nn.Module, what: str) -> None:
@@ -108,9 +94,26 @@ def check_tensors(path, state: dict[str, torch.Tensor], model: torch.nn.Module, 
         k = wrong[0]
         raise WeightsError(f"{path}: tensors do not fit a {what}: {len(wrong)} of other shape, e.g. "
                            f"{k} {list(state[k].shape)} (expected {list(expected[k].shape)})")
+    kind = [k for k in expected if state[k].is_floating_point() != expected[k].is_floating_point()]
+    if kind:
+        k = kind[0]
+        raise WeightsError(f"{path}: tensor {k} is {str(state[k].dtype).removeprefix('torch.')}, expected "
+                           f"{'a floating' if expected[k].is_floating_point() else 'an integer'} type")
     bad = [k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise WeightsError(f"{path}: {len(bad)} tensor(s) hold NaN or infinite values ({_listed(bad)})")
+    if "std" in state and not bool((state["std"] > 0).all()):
+        raise WeightsError(f"{path}: tensor std={state['std'].flatten().tolist()}: expected values > 0")
+
+
+def check_normalisation(path, state: dict[str, torch.Tensor], meta: dict) -> None:
+    """The metadata's mean/std are those of the tensors the model normalises with."""
+    for key in ("mean", "std"):
+        stored = state[key].flatten().double()
+        if stored.shape != (len(meta[key]),) or not torch.allclose(
+                stored, torch.tensor(meta[key], dtype=torch.float64), rtol=1e-6, atol=1e-7):
+            raise WeightsError(f"{path}: metadata {key}={meta[key]} differs from the file's {key} "
+                               f"tensor {[round(v, 6) for v in stored.tolist()]}")
 
 
 def load_weights(path: str | Path, expect_architecture: str | None = None,
@@ -130,5 +133,6 @@ def load_weights(path: str | Path, expect_architecture: str | None = None,
     state = read_tensors(path)
     model = NormalizedModel(create_model(arch, classes), meta["mean"], meta["std"])
     check_tensors(path, state, model, f"{arch} with {classes} classes")
+    check_normalisation(path, state, meta)
     model.load_state_dict(state)
     return model.eval(), meta

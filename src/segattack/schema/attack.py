@@ -104,6 +104,10 @@ class Attack(Strict):
                 raise KeyLine(f"members: attack={m.get('attack')!r}: expected one of {options}")
         if self.max_steps is not None and self.steps > self.max_steps:
             raise KeyLine(f"steps={self.steps}: {self.method} takes at most {self.max_steps} step(s)")
+        if not self.targeted and (self.target_class is not None or self.target_map):
+            key = "target_class" if self.target_class is not None else "target_map"
+            raise KeyLine(f"{key}={as_typed(getattr(self, key))}: an untargeted attack would ignore it; "
+                          "set attack.targeted=true, or leave it out")
         if self.targeted and (self.target_class is None) == (not self.target_map):
             raise KeyLine("targeted=true needs exactly one of attack.target_class (e.g. 3) or "
                           "attack.target_map (e.g. {9: 3})")
@@ -124,7 +128,7 @@ class AttackConfig(Run):
     fit_split: Split
     fit_augment: bool = False
     eval_split: Split
-    perturbation: str | None = None  # a universal file (mode=universal) or a per-image set
+    perturbation: Annotated[str, Field(min_length=1)] | None = None  # a universal file or a per-image set
     perturbation_eps: Literal["run", "file"] = "run"
     save_adversarial: Literal["none", "all"] = "none"
     adversarial_dtype: Literal["fp16", "fp32"] = "fp16"

@@ -26,6 +26,17 @@ PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+SEED_MAX = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything keeps to
+
+
+def _seed(value):
+    if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= SEED_MAX:
+        raise ValueError(f"expected an integer in [0, {SEED_MAX}] (numpy's seed range)")
+    return value
+
+
+Seed = Annotated[int, Field(strict=True), BeforeValidator(_seed)]
 
 
 def exactly(n: int, item, example: str):
@@ -108,7 +119,7 @@ class Data(Strict):
     num_train: PositiveInt | None = None
     num_val: PositiveInt | None = None
     num_test: PositiveInt | None = None
-    seed: int | None = None
+    seed: int | None = None  # (the run's seed by default, checked there)
 
     @model_validator(mode="after")
     def _scale(self):
@@ -210,7 +221,7 @@ class OwnModel(Strict):
 class Run(Strict):
     """Keys of every run: seed, threads, layout, logger, trainer, data, paths, own models."""
 
-    seed: Annotated[int, Field(strict=True)]
+    seed: Seed
     resume: bool = True
     torch_threads: PositiveInt | None = None
     channels_last: ChannelsLast = "auto"

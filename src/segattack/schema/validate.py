@@ -52,6 +52,10 @@ def expected_text(error: dict) -> str:
         return "expected an integer"
     if kind in ("float_type", "float_parsing"):
         return "expected a number"
+    if kind == "string_too_short":
+        return "expected a non-empty string (or null)"
+    if kind == "finite_number":
+        return "expected a finite number"
     if kind in ("bool_type", "bool_parsing"):
         return "expected true or false"
     if kind == "string_type":

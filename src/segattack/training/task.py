@@ -87,7 +87,7 @@ def train_one(cfg: DictConfig, name: str) -> dict:
          **(adversarial.metadata() if adversarial else {})},  # the threat model it was trained against
         mode=cfg.get("export", "best"), ema=ema)
     trainer = build_trainer(cfg, name, out_dir / "checkpoints" / name, export, adversarial is not None)
-    ckpt = resume_checkpoint(out_dir / "checkpoints" / name) if cfg.resume else None
+    ckpt = resume_checkpoint(out_dir / "checkpoints" / name, module) if cfg.resume else None
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt, **safe_load_kwargs(trainer))
     result = {"model": name, "best_val_miou": export.best if export.best > -1 else None,
               "weights": str(export.path) if export.path.exists() else None,
