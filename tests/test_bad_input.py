@@ -53,7 +53,7 @@ def one_line(proc) -> str:
 # --- the entry points: Hydra's errors and the schema ---------------------------------------------
 @pytest.mark.parametrize("overrides, line", [
     (["attack=nope"], "error: attack=nope: no such option; expected one of "
-                      "['apgd', 'clip', 'ensemble', 'fgsm', 'ifgsm', 'pgd', 'sigmoid', 'tanh']"),
+                      "['apgd', 'clip', 'ensemble', 'fgsm', 'ifgsm', 'padam', 'pgd', 'sigmoid', 'tanh']"),
     (["attack.stpes=3"], "error: Could not override 'attack.stpes'. To append to your config use "
                          "+attack.stpes=3 Key 'stpes' is not in struct"),
     (["eps=null"], "error: eps=null: expected a number in (0, 1] (pixel units of [0, 1] images, e.g. 8/255)"),

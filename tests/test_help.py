@@ -23,7 +23,7 @@ def examples(page: str) -> list[str]:
 def test_attack_help_teaches_the_main_keys():
     page = run_entry("attack.py", "--help").stdout
     assert page.startswith("attack.py: adversarial attacks on semantic-segmentation models")
-    for line in ("attack=pgd  method: apgd, clip, ensemble, fgsm, ifgsm, pgd, sigmoid, tanh", "eps=4/255  L-inf bound",
+    for line in ("attack=pgd  method: apgd, clip, ensemble, fgsm, ifgsm, padam, pgd, sigmoid, tanh", "eps=4/255  L-inf bound",
                  "mode=per_image", "attack.steps=10", "source_models=[enet,erfnet]", "region=box",
                  "data=sample  camvid, cityscapes, sample, synthetic", "logger=wandb", "verbose=false",
                  "experiment=null  a preset of the paper's: hide_pedestrians, paper_baselines"):
@@ -42,8 +42,8 @@ def test_help_shows_the_values_of_the_overrides_given():
 def test_train_help_teaches_the_training_keys():
     page = run_entry("train_models.py", "--help").stdout
     assert page.startswith("train_models.py: train the segmentation baselines")
-    for line in ("models=[enet,erfnet]  architectures trained in turn: enet, erfnet", "data=camvid",
-                 "trainer.max_epochs=", "optimizer.lr=0.0005", "train_experiment=null  a preset: camvid_baseline"):
+    for line in ("models=[enet,erfnet]  architectures trained in turn: enet, enet_robust, erfnet, erfnet_robust", "data=camvid",
+                 "trainer.max_epochs=", "optimizer.lr=0.0005", "train_experiment=null  a preset: camvid_adversarial, camvid_baseline"):
         assert line in page, line
     assert "paper_local" not in page  # attack presets are not training presets
     assert len(examples(page)) == 5 and "train_models.log" in page

@@ -9,7 +9,7 @@ from helpers import compose
 from segattack.errors import ConfigError
 from segattack.schema import check_attack_config, check_train_config
 
-ATTACK_METHODS = "['apgd', 'clip', 'ensemble', 'fgsm', 'ifgsm', 'pgd', 'sigmoid', 'tanh']"
+ATTACK_METHODS = "['apgd', 'clip', 'ensemble', 'fgsm', 'ifgsm', 'padam', 'pgd', 'sigmoid', 'tanh']"
 EPS = "(pixel units of [0, 1] images, e.g. 8/255)"
 
 # kind -> [(overrides, the exact error line)]; configs/attack.yaml
@@ -65,7 +65,7 @@ ATTACK_CASES = {
         (["+stpes=3"], "stpes=3: not a known key (remove it, or declare it in segattack/schema)"),
         (["attack=ensemble", "attack.members=[{attack:nope}]"],
          "attack.members: attack='nope': expected one of "
-         "['apgd', 'clip', 'fgsm', 'ifgsm', 'pgd', 'sigmoid', 'tanh']"),
+         "['apgd', 'clip', 'fgsm', 'ifgsm', 'padam', 'pgd', 'sigmoid', 'tanh']"),
     ],
     "nonsense": [
         (["source_models=[enet,enet]"], "source_models=['enet','enet']: 'enet' is listed twice"),
@@ -109,7 +109,7 @@ TRAIN_CASES = {
         (["trainer.precision=17"], "trainer.precision=17: expected one of ['32-true', '32', 32, '16-mixed', "
                                    "'16', 16, 'bf16-mixed', 'bf16', 'bf16-true', '16-true', '64-true', "
                                    "'64', 64, 'transformer-engine', 'transformer-engine-float16']"),
-        (["models=[nope]"], "models=['nope']: unknown model 'nope'; expected one of ['enet', 'erfnet']"),
+        (["models=[nope]"], "models=['nope']: unknown model 'nope'; expected one of ['enet', 'enet_robust', 'erfnet', 'erfnet_robust']"),
     ],
     "nonsense": [
         (["models=[enet,enet]"], "models=['enet','enet']: 'enet' is listed twice"),
@@ -147,7 +147,7 @@ def test_unknown_model_is_refused_when_the_run_needs_its_weights(tmp_path):
     with pytest.raises(ConfigError) as err:
         check_attack_config(cfg, models_known=True)
     assert str(err.value) == ("source_models=['nope']: unknown model 'nope'; expected one of "
-                              "['enet', 'erfnet'] or give weights.nope=PATH or own_models.nope")
+                              "['enet', 'enet_robust', 'erfnet', 'erfnet_robust'] or give weights.nope=PATH or own_models.nope")
 
 
 def test_several_bad_keys_one_line_each(tmp_path):
