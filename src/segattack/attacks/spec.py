@@ -108,6 +108,13 @@ def goal_map(a, num_classes: int) -> torch.Tensor | None:
 METHOD_KEYS = ("method", "noise", "init", "max_steps", "optimizer", "members")
 
 
+def method_file(config_dir, name: str):
+    """``configs/attack/<name>.yaml`` without its ``defaults`` line: the method's own keys."""
+    own = OmegaConf.load(Path(config_dir) / "attack" / f"{name}.yaml")
+    own.pop("defaults", None)
+    return own
+
+
 def member_config(cfg, member) -> object:
     """The config of one ensemble member: the ensemble's shared attack keys (targets, loss
     settings, best iterate ...), then ``configs/attack/<member.attack>.yaml``, the ensemble's
@@ -115,8 +122,7 @@ def member_config(cfg, member) -> object:
     member = dict(member)
     name = member.pop("attack", None)
     folder = Path(cfg.paths.config_dir) / "attack"  # name: an option of it (the schema checks)
-    own = OmegaConf.load(folder / f"{name}.yaml")
-    own.pop("defaults", None)
+    own = method_file(cfg.paths.config_dir, name)
     sub = copy.deepcopy(cfg)
     with open_dict(sub):
         shared = OmegaConf.masked_copy(cfg.attack, [k for k in cfg.attack if k not in METHOD_KEYS])

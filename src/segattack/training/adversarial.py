@@ -30,7 +30,7 @@ from ..schema import check_attack_config
 from ..attacks.loop import optimise_per_image
 from ..attacks.objective import JointObjective
 from ..attacks.perturbation import Perturbation
-from ..attacks.spec import AttackSpec, build_attack_spec
+from ..attacks.spec import AttackSpec, build_attack_spec, method_file
 
 # Keys of a training config that an attack config shares (schema/common.py, ``Run``).
 RUN_KEYS = ("seed", "resume", "torch_threads", "channels_last", "verbose", "data", "trainer", "logger", "paths")
@@ -43,13 +43,11 @@ def attack_config(cfg: DictConfig, name: str, block: DictConfig, steps: int | No
     block's ``loss``/``steps`` and its ``options`` (any other ``attack.*`` key); full frame,
     untargeted, per image."""
     folder = Path(cfg.paths.config_dir)
-    method_file = folder / "attack" / f"{block.method}.yaml"
-    if block.method == "ensemble" or not method_file.is_file():
+    if block.method == "ensemble" or not (folder / "attack" / f"{block.method}.yaml").is_file():
         options = sorted(p.stem for p in (folder / "attack").glob("*.yaml") if p.stem != "ensemble")
         raise ConfigError(f"adversarial.method={block.method!r}: expected one of {options}")
-    own = OmegaConf.load(method_file)
-    own.pop("defaults", None)
-    attack = OmegaConf.merge(OmegaConf.load(folder / "attack_common.yaml"), own,
+    attack = OmegaConf.merge(OmegaConf.load(folder / "attack_common.yaml"),
+                             method_file(folder, block.method),
                              {"method": block.method, "loss": block.loss, "steps": steps or block.steps},
                              block.get("options") or {})
     run = {k: cfg[k] for k in RUN_KEYS if k in cfg}
