@@ -366,14 +366,15 @@ def test_random_boxes_are_placed_per_image_index_at_evaluation(small_data):
 
 
 def test_saved_perturbations_round_trip_and_are_checked(small_data, tmp_path):
-    from segattack.attacks.task import load_perturbation, perturbation_tensors
+    from segattack.attacks.task import load_perturbation, perturbation_metadata, perturbation_tensors
     from segattack.errors import WeightsError
     from segattack.files.perturbation import save_perturbation
 
     dm, x, y = small_data
     box = ["mode=universal", "region=box", *BOX_ARGS]
     patch = make_module({"m": tiny_model(0)}, *attack_args("pgd", 2, EPS), *box, image_size=SMALL)
-    save_perturbation(tmp_path / "p.safetensors", perturbation_tensors(patch), {"method": "pgd"})
+    save_perturbation(tmp_path / "p.safetensors", perturbation_tensors(patch),
+                      perturbation_metadata(patch.spec, dm))
     again = make_module({"m": tiny_model(0)}, *attack_args("pgd", 2, EPS), *box, image_size=SMALL)
     with torch.no_grad():
         again.w.zero_()
