@@ -365,7 +365,8 @@ def test_random_boxes_are_placed_per_image_index_at_evaluation(small_data):
 
 
 def test_saved_perturbations_round_trip_and_are_checked(small_data, tmp_path):
-    from segattack.attacks.task import load_perturbation, perturbation_tensors
+    from segattack.attacks.loaded import load_perturbation
+    from segattack.attacks.outputs import perturbation_tensors
     from segattack.errors import WeightsError
     from segattack.files.perturbation import save_perturbation
 

@@ -41,6 +41,10 @@ class Region:
         of whatever was drawn before (a fit)."""
         return self.place(int(index.numel()))
 
+    def eval_placement(self) -> str | None:
+        """How the evaluation places a random region (metrics.json); None when nothing is random."""
+        return None
+
     def reset(self) -> None:
         """Start the sequence of random placements again (nothing to do when there is none)."""
 
@@ -104,6 +108,9 @@ class BoxRegion(Region):
 
     def describe(self) -> str:
         return f"box {self.size[0]}x{self.size[1]} ({self.position})"
+
+    def eval_placement(self) -> str | None:
+        return f"per image index, seed {self.seed}" if self.position == "random" else None
 
     def reset(self) -> None:
         """Random boxes: start the sequence of places again (same seed, same places)."""
