@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
-from segattack.attacks.noise import NOISE_FUNCTIONS
 from segattack.attacks.regions import BoxRegion, ClassRegion, FullRegion, build_region
 from segattack.errors import ConfigError
 from segattack.files.weights import load_weights
+from segattack.noise import NOISE_FUNCTIONS
 
 TOL = 1e-6
 SMALL = (32, 48)  # image size of the bounds tests (ENet needs multiples of 8)
@@ -46,21 +46,21 @@ finite_or_huge = st.one_of(
 
 
 @PROPS
-@given(name=st.sampled_from(sorted(NOISE_FUNCTIONS)),
+@given(name=st.sampled_from(NOISE_FUNCTIONS.choices()),
        w=st.lists(finite_or_huge, min_size=1, max_size=64),
        eps=st.floats(min_value=1e-6, max_value=1.0, exclude_min=False))
 def test_noise_is_bounded_by_eps(name, w, eps):
-    g = NOISE_FUNCTIONS[name](torch.tensor(w, dtype=torch.float32), eps)
+    g = NOISE_FUNCTIONS.build(name)(torch.tensor(w, dtype=torch.float32), eps)
     assert torch.isfinite(g).all(), (name, w, g)
     assert g.abs().max().item() <= eps * (1 + TOL) + 1e-12, (name, eps, g.abs().max().item())
 
 
 @PROPS
-@given(name=st.sampled_from(sorted(NOISE_FUNCTIONS)),
+@given(name=st.sampled_from(NOISE_FUNCTIONS.choices()),
        u=st.lists(st.floats(-1, 1, exclude_min=True, exclude_max=True, width=32),
                   min_size=1, max_size=64))
 def test_noise_inverse_round_trips(name, u):
-    fn = NOISE_FUNCTIONS[name]
+    fn = NOISE_FUNCTIONS.build(name)
     u = torch.tensor(u, dtype=torch.float32)
     w = fn.inverse(u)
     assert torch.isfinite(w).all()
@@ -68,10 +68,10 @@ def test_noise_inverse_round_trips(name, u):
 
 
 @PROPS
-@given(name=st.sampled_from(sorted(NOISE_FUNCTIONS)),
+@given(name=st.sampled_from(NOISE_FUNCTIONS.choices()),
        w=st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=32))
 def test_project_keeps_delta_and_only_clamps_projected_variables(name, w):
-    fn = NOISE_FUNCTIONS[name]
+    fn = NOISE_FUNCTIONS.build(name)
     w = torch.tensor(w)
     before = fn(w, 1.0)
     projected = w.clone()

@@ -82,7 +82,7 @@ def assemble_metrics(cfg, module, dm, seconds, num_images, loaded: dict | None =
     return {
         "schema": SCHEMA_VERSION,
         "attack": {"method": spec.method, "mode": spec.mode, "eps": spec.eps, "steps": spec.steps,
-                   "loss": spec.loss, "schedule": spec.schedule, "best_iterate": spec.best,
+                   "loss": spec.loss.name, "schedule": spec.schedule.name, "best_iterate": spec.best,
                    "early_stop": spec.early_stop,
                    "members": [m.method for m in spec.members] or None,
                    "region": spec.region.describe(), "area": area, "targeted": spec.targeted,

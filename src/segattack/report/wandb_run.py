@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ..attacks.objective import batch_asr
+from ..metrics import batch_asr
 
 
 def _rgb(image: torch.Tensor) -> np.ndarray:

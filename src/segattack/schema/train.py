@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from ..class_weights import CLASS_WEIGHTINGS
 from .attack import check_models_known
 from .common import Partial, PositiveFloat, Run, Split, exactly, unique
 from .validate import KeyLine, as_typed, config_data, validate
@@ -22,7 +23,7 @@ class TrainConfig(Run):
     weights: dict[str, str | None] = Field(default_factory=dict)
     ckpt_weights: Literal["validated", "raw"] = "validated"
     keep_every: Annotated[int, Field(ge=1)] | None = None
-    class_weighting: Literal["enet", "median", "none"] | None
+    class_weighting: Literal[CLASS_WEIGHTINGS.choices()] | None
     schedule: Literal["poly", "cosine"] | None
     ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None
     init_weights: dict[str, str | None] | None = None
