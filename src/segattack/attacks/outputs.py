@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from ..files.perturbation import save_perturbation
 from ..io import staged, write_text
+from ..metrics import batch_asr
 from ..report.metrics_json import SCHEMA_VERSION
 from .module import PerturbationModule
 from .spec import AttackSpec
@@ -139,4 +140,27 @@ def write_outputs(cfg, out: Path, module, dm, metrics: dict, logger) -> None:
             logger.log_image(key="figures", images=[str(f) for f in figures])
     if isinstance(logger, WandbLogger):  # per-image table, perturbation, config and summary
         from ..report.wandb_run import log_wandb_run
-        print(log_wandb_run(logger, cfg, module, dm, metrics))
+        print(log_wandb_run(logger, cfg, dm, metrics, scored_samples(module), list(spec.eval_models),
+                            shown_delta(module), spec.eps))
+
+
+def scored_samples(module: PerturbationModule) -> list[dict]:
+    """The kept images (``figure_samples``), each with every evaluated model's asr on it."""
+    out = []
+    for s in module.evaluation.figure_samples:
+        y, area = s["target"][None], s["area"][None]
+        goal = module.objective.goal(y.to(module.device))
+        goal = goal.cpu() if goal is not None else None
+        has_goal = module.evaluation.has_goal(y)
+        asr = {m: float(batch_asr(s["adv"][m][None], y, area, goal, has_goal)) for m in module.spec.eval_models}
+        out.append({**s, "asr": asr})
+    return out
+
+
+def shown_delta(module: PerturbationModule) -> torch.Tensor | None:
+    """The perturbation to show: a universal run's delta (patch-sized for a box), a per-image
+    run's delta on its first kept image; None when no image was kept."""
+    samples = module.evaluation.figure_samples
+    if module.universal:
+        return module.universal_delta()[0].cpu()
+    return samples[0]["x_adv"] - samples[0]["image"] if samples else None
