@@ -31,7 +31,7 @@ def train_cfg(tmp_path) -> DictConfig:
 
 @pytest.fixture
 def camvid_root() -> Path:
-    """``../shared/data/CamVid``; the test is skipped where it is absent."""
+    """``$SEGATTACK_DATA/CamVid`` (else ``data/CamVid``); the test is skipped where it is absent."""
     if not (CAMVID / "train").is_dir():
         pytest.skip(f"real CamVid not found at {CAMVID}")
     return CAMVID

@@ -29,9 +29,8 @@ from segattack.labels import SYNTHETIC_CLASSES
 from segattack.models import NormalizedModel, create_model
 
 ROOT = Path(__file__).resolve().parents[1]
-CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
-# Only the tests (and CI) read the shared data copy; a user's default is data/ in the clone.
-os.environ.setdefault("SEGATTACK_DATA", str(CAMVID.parent))
+# Real CamVid where the configs look for it: $SEGATTACK_DATA (CI sets it), else data/ in the clone.
+CAMVID = Path(os.environ.get("SEGATTACK_DATA") or ROOT / "data") / "CamVid"
 
 # Size of the trained fixture models and of the data the effectiveness tests attack.
 TRAIN_SIZE = (48, 64)
