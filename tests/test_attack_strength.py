@@ -23,10 +23,10 @@ from helpers import (
 from segattack.attacks.loop import BestIterate
 from segattack.attacks.optim import APGD, SignGradient
 from segattack.attacks.perturbation import Perturbation
-from segattack.attacks.regions import FullRegion
 from segattack.errors import ConfigError
 from segattack.losses import LOSSES
 from segattack.noise import NOISE_FUNCTIONS
+from segattack.regions import FullRegion
 from segattack.schedules import SCHEDULES
 
 EPS = 8 / 255

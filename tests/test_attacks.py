@@ -27,10 +27,11 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
-from segattack.attacks.regions import BoxRegion, ClassRegion, FullRegion, build_region
+from segattack.attacks.regions import build_region
 from segattack.errors import ConfigError
 from segattack.files.weights import load_weights
 from segattack.noise import NOISE_FUNCTIONS
+from segattack.regions import BoxRegion, ClassRegion, FullRegion
 
 TOL = 1e-6
 SMALL = (32, 48)  # image size of the bounds tests (ENet needs multiples of 8)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 
 from ..noise import NoiseFunction
-from .regions import Region
+from ..regions import Region
 
 
 def clamp_straight_through(v: torch.Tensor) -> torch.Tensor:

@@ -24,9 +24,10 @@ from omegaconf import OmegaConf, open_dict
 from ..errors import ConfigError
 from ..losses import LOSSES, Loss
 from ..noise import NOISE_FUNCTIONS, NoiseFunction
+from ..regions import Region
 from ..schedules import SCHEDULES, Schedule
 from ..schema import check_attack_config
-from .regions import Region, build_region
+from .regions import build_region
 
 
 @dataclass(frozen=True)

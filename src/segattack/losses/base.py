@@ -17,20 +17,15 @@ independent attacks. A pixel is *done* where the attack already succeeds there (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
 import torch
-from annotated_types import Ge, Gt
 from torch.nn import functional as F
 
 from ..labels import IGNORE_INDEX
 from ..registry import Registry
 
 LOSSES = Registry("attack.loss")
-
-# Setting types the schema checks (``attack.<setting>``).
-NonNegFloat = Annotated[float, Ge(0)]
-PositiveFloat = Annotated[float, Gt(0)]
 
 
 @dataclass(frozen=True)

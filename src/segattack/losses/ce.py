@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import LOSSES, Loss, PositiveFloat, cross_entropy
+from ..keytypes import PositiveFloat
+from .base import LOSSES, Loss, cross_entropy
 
 
 @LOSSES.register("ce")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import LOSSES, Loss, NonNegFloat, safe_target
+from ..keytypes import NonNegFloat
+from .base import LOSSES, Loss, safe_target
 
 
 def margin(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
