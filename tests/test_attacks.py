@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
+from segattack.attacks.batch import AttackBatch
 from segattack.attacks.regions import build_region
 from segattack.errors import ConfigError
 from segattack.files.weights import load_weights
@@ -279,7 +280,7 @@ def test_perturbation_stays_in_bounds(method, mode, region_name, small_data):
 
     # delta itself, before the clamp
     drawn.clear()
-    rmask, placement = module.region_of(y)
+    rmask, placement = module.spec.region.placed_mask(y)
     if mode == "universal":
         assert module.universal_delta().abs().max() <= EPS + TOL
         with torch.no_grad():
@@ -305,7 +306,7 @@ def test_universal_perturbation_is_shared_by_all_images(small_data):
     run_module(full, dm)
     assert full.w.shape == (1, 3, *SMALL)
     with torch.no_grad():
-        delta = full.perturbation.delta(full.w, *full.region_of(y))
+        delta = full.perturbation.delta(full.w, *full.spec.region.placed_mask(y))
     assert delta.shape == (len(y), 3, *SMALL)
     for i in range(len(y)):
         assert torch.equal(delta[i], full.universal_delta()[0])
@@ -324,7 +325,7 @@ def test_universal_perturbation_is_shared_by_all_images(small_data):
     assert patch.shape == (3, *BOX) and patch.abs().max() > 0
     drawn.clear()
     with torch.no_grad():
-        delta = patch_module.perturbation.delta(patch_module.w, *patch_module.region_of(y))
+        delta = patch_module.perturbation.delta(patch_module.w, *patch_module.spec.region.placed_mask(y))
     (origins,) = drawn
     assert len({tuple(o) for o in origins.tolist()}) > 1, "random boxes should move"
     for i, (oy, ox) in enumerate(origins.tolist()):
@@ -552,15 +553,16 @@ def test_per_model_backward_gives_the_gradient_of_the_summed_loss(keep_weight, n
     y = torch.randint(0, NUM_CLASSES, (2, *TRAIN_SIZE))
     area = torch.ones(2, *TRAIN_SIZE, dtype=torch.bool)
     clean = objective.predict(x, objective.source_models)
+    batch = AttackBatch(x, y, area, None, area, None, clean)
     w0 = torch.randn(x.shape)
     grads, losses = [], []
     for per_model in (False, True):
         w = w0.clone().requires_grad_(True)
         x_adv, delta = module.perturbation.adversarial(x, w, area, None)
         if per_model:  # per-image losses, gradient of their sum
-            losses.append(objective.backward(x_adv, y, area, None, clean, delta)[0].sum())
+            losses.append(objective.backward(x_adv, batch, delta)[0].sum())
         else:  # the mean over the batch's images
-            loss, _ = objective.loss(x_adv, y, area, None, clean, delta)
+            loss, _ = objective.loss(x_adv, batch, delta)
             (loss * len(x)).backward()
             losses.append(loss.detach() * len(x))
         grads.append(w.grad)

@@ -8,7 +8,7 @@ interface, so the attack code never asks which kind it holds:
 - ``place(batch)``: where each image's region lies (a box's top-left corners; None for regions
   that follow the image or its labels); ``place_at(index)``: the same for the images of given
   indices in the evaluated split, fixed per index (evaluation);
-- ``mask(labels, placement)``: the (B, H, W) bool mask;
+- ``mask(labels, placement)``: the (B, H, W) bool mask; ``placed_mask(labels, index)`` both;
 - ``patch_size(image_size)``: the (h, w) of a universal perturbation for this region (a box's
   own size: a patch pasted per image; the whole image otherwise);
 - ``paste(g, mask, placement)``: the per-image perturbation (B, 3, H, W) from ``g``, either an
@@ -66,6 +66,12 @@ class Region:
 
     def mask(self, labels: torch.Tensor, placement: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def placed_mask(self, labels: torch.Tensor, index: torch.Tensor | None = None):
+        """``(mask, placement)`` for a batch of labels: placed per image ``index`` (evaluation)
+        or drawn from the region's generator (``index=None``: a fit)."""
+        placement = self.place(labels.shape[0]) if index is None else self.place_at(index)
+        return self.mask(labels, placement), placement
 
     def patch_size(self, image_size: Sequence[int]) -> tuple[int, int]:
         return tuple(int(v) for v in image_size)

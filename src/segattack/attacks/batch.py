@@ -34,12 +34,8 @@ def prepare_batch(spec: AttackSpec, objective, x: torch.Tensor, y: torch.Tensor,
     """The ``AttackBatch`` of ``(x, y)``: the region and the area placed per image ``index``
     (evaluation: fixed per image) or drawn from their generators (``index=None``: a fit), the
     targeted goal, and the clean predictions the objective needs unless ``clean`` is given."""
-    region = spec.region
-    placement = region.place(y.shape[0]) if index is None else region.place_at(index)
-    mask = region.mask(y, placement)
-    area = mask
-    if spec.area is not None:
-        area = spec.area.mask(y, spec.area.place(y.shape[0]) if index is None else spec.area.place_at(index))
+    mask, placement = spec.region.placed_mask(y, index)
+    area = mask if spec.area is None else spec.area.placed_mask(y, index)[0]
     if clean is None:
         clean = objective.predict(x, objective.source_models) if objective.needs_clean() else {}
     return AttackBatch(x, y, mask, placement, area, objective.goal(y), clean)
