@@ -2,8 +2,8 @@
 
 Every point is its own run of ``attack.py``'s module (``PerturbationModule`` + ``Trainer.test``,
 built through the spec from the composed config), per image, untargeted, on the first CamVid val
-images sorted by name (``--data camvid``, default where CamVid is in ``$SEGATTACK_DATA`` or ``data/``; else
-the shipped sample). The reported figure is the share of valid pixels of the area wrong after
+images sorted by name (``--data camvid``, the default where ``$SEGATTACK_DATA/CamVid``, else
+``data/CamVid``, exists; else the shipped sample). The reported figure is the share of valid pixels of the area wrong after
 the attack (single model: ``asr``; joint: ``asr_all``, wrong on both models at once). Seconds
 are wall time of the batches (one core is enough; compare contenders within one run).
 References: our own SegPGD (``attack=pgd attack.loss=segpgd``) and, when installed, torchattacks'
@@ -17,7 +17,6 @@ finished points are kept in the JSON and skipped). --quick: 2 synthetic 96x128 i
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -38,7 +37,6 @@ CONTENDERS = {  # name -> overrides of configs/attack.yaml
 CASES = {"enet": ["enet"], "erfnet": ["erfnet"], "enet+erfnet": ["enet", "erfnet"]}
 REGIONS = {"full": ["region=full"], "box": ["region=box"]}
 # where the entry points look for data sets (configs/paths/default.yaml)
-CAMVID = Path(os.environ.get("SEGATTACK_DATA") or C.ROOT / "data") / "CamVid"
 
 
 def load_images(n: int, data: str, quick: bool):
@@ -46,7 +44,7 @@ def load_images(n: int, data: str, quick: bool):
         return C.images(n, quick=True)
     from segattack.data import CamVidDataModule
 
-    root = CAMVID if data == "camvid" else C.SAMPLE
+    root = C.CAMVID if data == "camvid" else C.SAMPLE
     ds = CamVidDataModule(str(root)).dataset("val", train=False)
     pairs = [ds[i] for i in range(min(n, len(ds)))]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
@@ -120,7 +118,7 @@ def main():
                             "eps": [1 / 255, 2 / 255, 4 / 255, 8 / 255]})
     conf["images"] = args.images or conf["images"]
     conf["steps"] = args.steps or conf["steps"]
-    data = args.data or ("camvid" if (CAMVID / "val").is_dir() else "sample")
+    data = args.data or ("camvid" if (C.CAMVID / "val").is_dir() else "sample")
     conf["data"] = "synthetic" if args.quick else data
     x, y = load_images(conf["images"], data, args.quick)
     num_classes = 5 if args.quick else 11

@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 WEIGHTS = ROOT / "weights" / "camvid"
 SAMPLE = ROOT / "data" / "camvid_sample"
+# Where CamVid/ is looked for, as the configs do: $SEGATTACK_DATA, else data/ in this clone.
+CAMVID = Path(os.environ.get("SEGATTACK_DATA") or ROOT / "data") / "CamVid"
 QUICK_SIZE = (96, 128)
 
 

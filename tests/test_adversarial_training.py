@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import compose_train_cfg
-from omegaconf import open_dict
 
 from segattack.errors import ConfigError
 from segattack.files.weights import read_metadata

@@ -264,7 +264,7 @@ def test_universal_attack_under_ddp_syncs_metrics(trained_weights, tmp_path):
 
 def test_target_fields_of_metrics_json():
     """A single goal class fills target_class; a map with several goals leaves it null."""
-    from segattack.attacks.task import target_fields
+    from segattack.attacks.outputs import target_fields
 
     def attack_cfg(**kw):
         return OmegaConf.create({"targeted": True, "target_class": None, "target_map": None, **kw})

@@ -28,10 +28,12 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
-from segattack.attacks.noise import NOISE_FUNCTIONS
-from segattack.attacks.regions import BoxRegion, ClassRegion, FullRegion, build_region
+from segattack.attacks.batch import AttackBatch
+from segattack.attacks.regions import build_region
 from segattack.errors import ConfigError
 from segattack.files.weights import load_weights
+from segattack.noise import NOISE_FUNCTIONS
+from segattack.regions import BoxRegion, ClassRegion, FullRegion
 
 TOL = 1e-6
 SMALL = (32, 48)  # image size of the bounds tests (ENet needs multiples of 8)
@@ -47,21 +49,21 @@ finite_or_huge = st.one_of(
 
 
 @PROPS
-@given(name=st.sampled_from(sorted(NOISE_FUNCTIONS)),
+@given(name=st.sampled_from(NOISE_FUNCTIONS.choices()),
        w=st.lists(finite_or_huge, min_size=1, max_size=64),
        eps=st.floats(min_value=1e-6, max_value=1.0, exclude_min=False))
 def test_noise_is_bounded_by_eps(name, w, eps):
-    g = NOISE_FUNCTIONS[name](torch.tensor(w, dtype=torch.float32), eps)
+    g = NOISE_FUNCTIONS.build(name)(torch.tensor(w, dtype=torch.float32), eps)
     assert torch.isfinite(g).all(), (name, w, g)
     assert g.abs().max().item() <= eps * (1 + TOL) + 1e-12, (name, eps, g.abs().max().item())
 
 
 @PROPS
-@given(name=st.sampled_from(sorted(NOISE_FUNCTIONS)),
+@given(name=st.sampled_from(NOISE_FUNCTIONS.choices()),
        u=st.lists(st.floats(-1, 1, exclude_min=True, exclude_max=True, width=32),
                   min_size=1, max_size=64))
 def test_noise_inverse_round_trips(name, u):
-    fn = NOISE_FUNCTIONS[name]
+    fn = NOISE_FUNCTIONS.build(name)
     u = torch.tensor(u, dtype=torch.float32)
     w = fn.inverse(u)
     assert torch.isfinite(w).all()
@@ -69,10 +71,10 @@ def test_noise_inverse_round_trips(name, u):
 
 
 @PROPS
-@given(name=st.sampled_from(sorted(NOISE_FUNCTIONS)),
+@given(name=st.sampled_from(NOISE_FUNCTIONS.choices()),
        w=st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=32))
 def test_project_keeps_delta_and_only_clamps_projected_variables(name, w):
-    fn = NOISE_FUNCTIONS[name]
+    fn = NOISE_FUNCTIONS.build(name)
     w = torch.tensor(w)
     before = fn(w, 1.0)
     projected = w.clone()
@@ -279,7 +281,7 @@ def test_perturbation_stays_in_bounds(method, mode, region_name, small_data):
 
     # delta itself, before the clamp
     drawn.clear()
-    rmask, placement = module.region_of(y)
+    rmask, placement = module.spec.region.placed_mask(y)
     if mode == "universal":
         assert module.universal_delta().abs().max() <= EPS + TOL
         with torch.no_grad():
@@ -305,7 +307,7 @@ def test_universal_perturbation_is_shared_by_all_images(small_data):
     run_module(full, dm)
     assert full.w.shape == (1, 3, *SMALL)
     with torch.no_grad():
-        delta = full.perturbation.delta(full.w, *full.region_of(y))
+        delta = full.perturbation.delta(full.w, *full.spec.region.placed_mask(y))
     assert delta.shape == (len(y), 3, *SMALL)
     for i in range(len(y)):
         assert torch.equal(delta[i], full.universal_delta()[0])
@@ -324,7 +326,7 @@ def test_universal_perturbation_is_shared_by_all_images(small_data):
     assert patch.shape == (3, *BOX) and patch.abs().max() > 0
     drawn.clear()
     with torch.no_grad():
-        delta = patch_module.perturbation.delta(patch_module.w, *patch_module.region_of(y))
+        delta = patch_module.perturbation.delta(patch_module.w, *patch_module.spec.region.placed_mask(y))
     (origins,) = drawn
     assert len({tuple(o) for o in origins.tolist()}) > 1, "random boxes should move"
     for i, (oy, ox) in enumerate(origins.tolist()):
@@ -366,7 +368,8 @@ def test_random_boxes_are_placed_per_image_index_at_evaluation(small_data):
 
 
 def test_saved_perturbations_round_trip_and_are_checked(small_data, tmp_path):
-    from segattack.attacks.task import load_perturbation, perturbation_metadata, perturbation_tensors
+    from segattack.attacks.loaded import load_perturbation
+    from segattack.attacks.outputs import perturbation_metadata, perturbation_tensors
     from segattack.errors import WeightsError
     from segattack.files.perturbation import save_perturbation
 
@@ -567,15 +570,16 @@ def test_per_model_backward_gives_the_gradient_of_the_summed_loss(keep_weight, n
     y = torch.randint(0, NUM_CLASSES, (2, *TRAIN_SIZE))
     area = torch.ones(2, *TRAIN_SIZE, dtype=torch.bool)
     clean = objective.predict(x, objective.source_models)
+    batch = AttackBatch(x, y, area, None, area, None, clean)
     w0 = torch.randn(x.shape)
     grads, losses = [], []
     for per_model in (False, True):
         w = w0.clone().requires_grad_(True)
         x_adv, delta = module.perturbation.adversarial(x, w, area, None)
         if per_model:  # per-image losses, gradient of their sum
-            losses.append(objective.backward(x_adv, y, area, None, clean, delta)[0].sum())
+            losses.append(objective.backward(x_adv, batch, delta)[0].sum())
         else:  # the mean over the batch's images
-            loss, _ = objective.loss(x_adv, y, area, None, clean, delta)
+            loss, _ = objective.loss(x_adv, batch, delta)
             (loss * len(x)).backward()
             losses.append(loss.detach() * len(x))
         grads.append(w.grad)

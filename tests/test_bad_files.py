@@ -19,7 +19,8 @@ from helpers import (
 )
 from safetensors.torch import save_file
 
-from segattack.attacks.task import load_perturbation, run_attack
+from segattack.attacks.loaded import load_perturbation
+from segattack.attacks.task import run_attack
 from segattack.cli import run_task
 from segattack.errors import ConfigError, WeightsError
 from segattack.files.weights import load_weights

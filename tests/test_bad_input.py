@@ -22,12 +22,8 @@ from helpers import (
 )
 from PIL import Image
 
-from segattack.attacks.task import (
-    assemble_metrics,
-    build_module,
-    run_attack,
-    write_outputs,
-)
+from segattack.attacks.outputs import assemble_metrics, write_outputs
+from segattack.attacks.task import build_module, run_attack
 from segattack.cli import run_task
 from segattack.data.base import SegmentationDataset, label_lut
 from segattack.errors import DataError, WeightsError

@@ -20,14 +20,14 @@ from helpers import (
 from omegaconf import OmegaConf
 
 from segattack.attacks.evaluation import AttackEvaluation, goal_pixels
-from segattack.attacks.objective import batch_asr
-from segattack.attacks.regions import BoxRegion, ClassRegion
 from segattack.attacks.sampling import shard
 from segattack.attacks.spec import goal_map
 from segattack.attacks.task import run_attack
 from segattack.errors import ConfigError
 from segattack.labels import IGNORE_INDEX
+from segattack.metrics import batch_asr
 from segattack.metrics.per_image import bootstrap_ratio
+from segattack.regions import BoxRegion, ClassRegion
 from segattack.report import validate_metrics
 
 IGN = IGNORE_INDEX

@@ -5,14 +5,15 @@ import math
 import pytest
 import torch
 
-from segattack.attacks.losses import (
-    LOSSES,
-    dlr,
-    jensen_shannon,
-    margin,
-    model_loss,
-    per_image_mean,
-)
+from segattack.losses import LOSSES, LossInputs, per_image_mean
+from segattack.losses.dlr import dlr
+from segattack.losses.js import jensen_shannon
+from segattack.losses.margin import margin
+
+
+def model_loss(logits, labels, area, goal=None, loss="ce", step=0, steps=1, **settings):
+    """(B,) the loss ``loss`` built with ``settings`` (``kappa``, ``ce_max``), as the attack calls it."""
+    return LOSSES.build(loss, settings)(logits, LossInputs(labels, area, goal, step, steps))
 
 
 def test_per_image_mean_of_an_empty_mask_is_zero():
@@ -119,7 +120,7 @@ def test_margin_kappa_keeps_pulling_a_barely_fooled_pixel():
     assert model_loss(LOGITS, LABELS, AREA, goal=goal, loss="margin", kappa=1.0).item() == pytest.approx((2.0 - 1.0) / 2)
 
 
-@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("name", LOSSES.choices())
 def test_every_loss_pulls_towards_success(name):
     """One gradient step on the logits lowers the label's probability (untargeted) and raises
     the goal's (targeted), for every loss."""

@@ -16,6 +16,7 @@ from helpers import (
     quiet_trainer,
 )
 
+from segattack.attacks.batch import AttackBatch
 from segattack.attacks.loop import optimise_per_image
 from segattack.attacks.task import run_attack
 from segattack.cli import run_task
@@ -28,8 +29,8 @@ def test_nan_in_per_image_attack_names_the_step():
     x, y = batch()
     mask = torch.ones_like(y, dtype=torch.bool)
     with pytest.raises(FloatingPointError, match="non-finite at step 3 of a per-image attack"):
-        optimise_per_image(module.spec, module.objective, module.perturbation, x, y, {}, mask, None,
-                           mask, None, module.generator)
+        optimise_per_image(module.spec, module.objective, module.perturbation,
+                           AttackBatch(x, y, mask, None, mask), module.generator)
 
 
 def test_nan_in_universal_attack_names_the_step():

@@ -135,9 +135,8 @@ def hydra_message(err: Exception) -> str:
 
     if isinstance(err, MissingConfigException) and err.options is not None and err.missing_cfg_file:
         group, _, name = str(err.missing_cfg_file).rpartition("/")
-        options = [o for o in err.options if not (group == "attack" and o == "common")]
         if group:
-            return f"{group}={name}: no such option; expected one of {options}"
+            return f"{group}={name}: no such option; expected one of {err.options}"
     if isinstance(err, OSError):
         return f"{err.filename or 'hydra.run.dir'}: cannot create the run folder ({err.strerror})"
     target = re.match(r"Error locating target '([^']*)'", str(err))

@@ -7,25 +7,15 @@ model. Nothing in the loop waits on a host sync except that one "all done?" chec
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from ..labels import IGNORE_INDEX
+from .batch import AttackBatch
 from .objective import JointObjective
 from .perturbation import Perturbation
 from .spec import AttackSpec
-
-
-def schedule_factor(name: str, step: int, steps: int) -> float:
-    """Step-size multiplier at ``step`` of ``steps``: constant 1; cosine from 1 to 0; step decay
-    x0.1 at 50% and again at 75% of the steps."""
-    if name == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * step / steps))
-    if name == "step":
-        return 0.1 ** ((step >= steps // 2) + (step >= (3 * steps) // 4))
-    return 1.0
 
 
 class BestIterate:
@@ -70,32 +60,35 @@ class PerImageResult:
 
 
 def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation: Perturbation,
-                       x, y, clean, mask, placement, area, goal,
-                       generator: torch.Generator, need_count: bool = False) -> PerImageResult:
-    """Optimise a perturbation for the batch ``(x, y)``: the best iterate (``spec.best``) or the
-    last one. ``mask``/``placement`` say where delta may be non-zero, ``area`` where success
-    counts. A non-finite loss stops the run (no garbage results), checked once after the loop.
-    ``need_count``: score the result even when it is the last iterate (an ensemble compares).
+                       batch: AttackBatch, generator: torch.Generator,
+                       need_count: bool = False) -> PerImageResult:
+    """Optimise a perturbation for ``batch``: the best iterate (``spec.best``) or the last one.
+    ``batch.mask``/``batch.placement`` say where delta may be non-zero, ``batch.area`` where
+    success counts. A non-finite loss stops the run (no garbage results), checked once after
+    the loop. ``need_count``: score the result even when it is the last iterate (an ensemble
+    compares). The objective's models are only read: callers freeze their parameters
+    (``requires_grad``) for the crafting, as ``PerturbationModule`` does.
     """
+    x = batch.x
     bounds = perturbation.feasible_bounds(x)
     w = perturbation.initial_w(x.shape, generator)
     perturbation.project_(w, bounds)
     w.requires_grad_(True)
     opt = spec.optimizer([w])
     base_lr = [g["lr"] for g in opt.param_groups]
-    tracker = BestIterate(w, area & (y != IGNORE_INDEX), keep_w=spec.best)
+    tracker = BestIterate(w, batch.area & (batch.y != IGNORE_INDEX), keep_w=spec.best)
     first_bad = torch.tensor(-1)
     step, scored = 0, True
     with torch.enable_grad():
         for step in range(spec.steps):
             opt.zero_grad(set_to_none=True)
-            x_adv, delta = perturbation.adversarial(x, w, mask, placement)
-            loss, preds = objective.backward(x_adv, y, area, goal, clean, delta, step, spec.steps)
-            done = tracker.update(w, objective.success(preds, y, goal), step)
+            x_adv, delta = perturbation.adversarial(x, w, batch.mask, batch.placement)
+            loss, preds = objective.backward(x_adv, batch, delta, step, spec.steps)
+            done = tracker.update(w, objective.success(preds, batch), step)
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss).all(), torch.tensor(step), first_bad)
             if spec.early_stop and bool(done.all()):
                 break
-            factor = schedule_factor(spec.schedule, step, spec.steps)
+            factor = spec.schedule.factor(step, spec.steps)
             for group, lr in zip(opt.param_groups, base_lr):
                 group["lr"] = lr * factor
             opt.step(loss) if getattr(opt, "wants_loss", False) else opt.step()
@@ -104,9 +97,9 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
             step = spec.steps
             if spec.best or need_count:
                 with torch.no_grad():
-                    x_adv, _ = perturbation.adversarial(x, w, mask, placement)
+                    x_adv, _ = perturbation.adversarial(x, w, batch.mask, batch.placement)
                     preds = objective.predict(x_adv, objective.source_models)
-                tracker.update(w, objective.success(preds, y, goal), step)
+                tracker.update(w, objective.success(preds, batch), step)
             else:
                 scored = False
     if first_bad.item() >= 0:
@@ -116,23 +109,22 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
     final = tracker.w if spec.best else w.detach()
     count = (tracker.count if spec.best else tracker.last) if scored else None
     with torch.no_grad():
-        x_adv, _ = perturbation.adversarial(x, final, mask, placement)
+        x_adv, _ = perturbation.adversarial(x, final, batch.mask, batch.placement)
     return PerImageResult(x_adv, count, steps_used)
 
 
-def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations, x, y, clean,
-                      mask, placement, area, goal, generator) -> PerImageResult:
-    """Each member attack in turn; per image, the adversarial image with the most success."""
+def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations,
+                      batch: AttackBatch, generator: torch.Generator) -> PerImageResult:
+    """Each member attack in turn (its own loss settings); per image, the adversarial image with
+    the most success."""
     best = None
     for member, perturbation in zip(spec.members, perturbations):
-        objective.spec = member  # the member's loss settings
-        r = optimise_per_image(member, objective, perturbation, x, y, clean, mask, placement, area,
-                               goal, generator, need_count=True)
+        r = optimise_per_image(member, objective.for_spec(member), perturbation, batch, generator,
+                               need_count=True)
         if best is None:
             best = r
             continue
         better = r.count > best.count
         best = PerImageResult(torch.where(better.view(-1, 1, 1, 1), r.x_adv, best.x_adv),
                               torch.maximum(r.count, best.count), best.steps_used + r.steps_used)
-    objective.spec = spec
     return best

@@ -15,9 +15,11 @@ import lightning as L
 import torch
 from torch import nn
 
+from ..metrics import batch_asr
+from .batch import AttackBatch, prepare_batch
 from .evaluation import AttackEvaluation
-from .loop import PerImageResult, optimise_ensemble, optimise_per_image, schedule_factor
-from .objective import JointObjective, batch_asr
+from .loop import PerImageResult, optimise_ensemble, optimise_per_image
+from .objective import JointObjective
 from .perturbation import Perturbation
 from .spec import AttackSpec
 
@@ -38,9 +40,8 @@ class PerturbationModule(L.LightningModule):
         self.models.eval()
         self.spec = spec
         self.objective = JointObjective(self.models, spec)
-        self.perturbation = Perturbation(spec.noise_function, spec.eps, spec.init, spec.region)
-        self.member_perturbations = [Perturbation(m.noise_function, m.eps, m.init, m.region)
-                                     for m in spec.members]
+        self.perturbation = Perturbation.of(spec)
+        self.member_perturbations = [Perturbation.of(m) for m in spec.members]
         self.generator = torch.Generator().manual_seed(spec.seed)
         shape = (1, 3, *(spec.region.patch_size(spec.image_size) if self.universal else spec.image_size))
         # Per-image runs never use this w: no draw from the generator, so their starts do not shift.
@@ -67,44 +68,27 @@ class PerturbationModule(L.LightningModule):
         self.models.eval()
         return self
 
-    def area(self, y, rmask, index=None):
-        """Where success counts: the area's own mask, or the region's (``index``: evaluation,
-        placed per image index)."""
-        area = self.spec.area
-        if area is None:
-            return rmask
-        return area.mask(y, area.place(y.shape[0]) if index is None else area.place_at(index))
-
-    def region_of(self, y, index=None):
-        """``(mask, placement)`` of the region for the batch labels ``y``: drawn from the
-        region's generator (fit), or fixed per image index (evaluation)."""
-        region = self.spec.region
-        placement = region.place(y.shape[0]) if index is None else region.place_at(index)
-        return region.mask(y, placement), placement
-
     # --- universal: Trainer.fit -------------------------------------------------------------
     def configure_optimizers(self):
         opt = self.spec.optimizer([self.w])
-        steps, name = self.spec.steps, self.spec.schedule  # the per-image loop's schedule, per step
-        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: schedule_factor(name, step, steps))
+        steps, schedule = self.spec.steps, self.spec.schedule  # the per-image loop's, per step
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: schedule.factor(step, steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         objective = self.objective
-        clean = objective.predict(x, objective.source_models) if objective.needs_clean() else {}
-        rmask, placement = self.region_of(y)
-        x_adv, delta = self.perturbation.adversarial(x, self.w, rmask, placement)
-        area, goal = self.area(y, rmask), objective.goal(y)
-        loss, logits = objective.loss(x_adv, y, area, goal, clean, delta, self.global_step, self.spec.steps)
+        b = prepare_batch(self.spec, objective, x, y)  # random boxes: drawn from their generators
+        x_adv, delta = self.perturbation.adversarial(x, self.w, b.mask, b.placement)
+        loss, logits = objective.loss(x_adv, b, delta, self.global_step, self.spec.steps)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"attack loss is {loss.item()} at step {self.global_step}: "
                                      "stopping instead of writing garbage results")
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
         has_goal = self.evaluation.has_goal(y)
         for k in objective.source_models:  # this step's batch, per attacked model (progress bar)
-            self.log(f"asr_{k}", batch_asr(logits[k].argmax(1), y, area, goal, has_goal), prog_bar=True,
-                     batch_size=x.shape[0])
+            self.log(f"asr_{k}", batch_asr(logits[k].argmax(1), y, b.area, b.goal, has_goal),
+                     prog_bar=True, batch_size=x.shape[0])
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -135,25 +119,23 @@ class PerturbationModule(L.LightningModule):
         # The run's eval split yields (x, y, index) (attacks/task.py: Indexed); else count.
         index = batch[2].cpu() if len(batch) > 2 else torch.arange(x.shape[0]) + self.evaluation.seen
         objective = self.objective
-        clean = objective.predict(x, self.spec.eval_models)
-        rmask, placement = self.region_of(y, index)
-        area, goal = self.area(y, rmask, index), objective.goal(y)
+        b = prepare_batch(self.spec, objective, x, y, index, objective.predict(x, self.spec.eval_models))
         if self.universal:
             with torch.no_grad():
-                x_adv, _ = self.perturbation.adversarial(x, self.w, rmask, placement)
+                x_adv, _ = self.perturbation.adversarial(x, self.w, b.mask, b.placement)
         elif self.loaded_deltas is not None:
             x_adv = self.apply_loaded(x, index)
         else:
-            result = self.attack_batch(x, y, clean, rmask, placement, area, goal)
+            result = self.craft(b)
             x_adv = result.x_adv
             self.evaluation.steps_used.update(result.steps_used.float())
         x_adv = x_adv.detach()
         adv = objective.predict(x_adv, self.spec.eval_models)
-        self.evaluation.update(x, x_adv, y, area, goal, clean, adv, index)
+        self.evaluation.update(x, x_adv, y, b.area, b.goal, b.clean, adv, index)
         if self.evaluation_png is not None:
             x_png = (x_adv * 255).round() / 255
             adv_png = objective.predict(x_png, self.spec.eval_models)
-            self.evaluation_png.update(x, x_png, y, area, goal, clean, adv_png, index)
+            self.evaluation_png.update(x, x_png, y, b.area, b.goal, b.clean, adv_png, index)
         if self.on_adversarial is not None:
             self.on_adversarial(index, x, x_adv)
         # Running rates over this process's images so far, per attacked model (progress bar).
@@ -169,14 +151,19 @@ class PerturbationModule(L.LightningModule):
             crop, (y0, x0) = self.loaded_deltas[i]
             h, w = crop.shape[-2:]
             delta[b, :, y0:y0 + h, x0:x0 + w] = crop.to(x.device, x.dtype)
-        return (x + delta).clamp(0, 1)
+        return self.perturbation.apply(x, delta)
+
+    def craft(self, batch: AttackBatch) -> PerImageResult:
+        """Per image: optimise the batch's perturbations (every member of an ensemble)."""
+        if self.spec.members:
+            return optimise_ensemble(self.spec, self.objective, self.member_perturbations, batch,
+                                     self.generator)
+        return optimise_per_image(self.spec, self.objective, self.perturbation, batch, self.generator)
 
     def attack_batch(self, x, y, clean, rmask, placement, area, goal) -> PerImageResult:
-        """Per image: optimise the batch's perturbations (every member of an ensemble)."""
-        args = (x, y, clean, rmask, placement, area, goal, self.generator)
-        if self.spec.members:
-            return optimise_ensemble(self.spec, self.objective, self.member_perturbations, *args)
-        return optimise_per_image(self.spec, self.objective, self.perturbation, *args)
+        """``craft`` from the batch's tensors one by one (clean predictions, the region's mask and
+        placement, the area, the targeted goal)."""
+        return self.craft(AttackBatch(x, y, rmask, placement, area, goal, clean))
 
     def results(self) -> dict:
         out = self.evaluation.results()

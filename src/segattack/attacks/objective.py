@@ -1,7 +1,7 @@
 """The joint attack objective ``L = sum_k lambda_k L_k`` over the attacked (source) models.
 
 Plain object over the module's frozen models (it owns no parameters): the loss, its backward one
-model at a time, the targeted goal, per-pixel success and the success rate of a batch. Losses are
+model at a time, the targeted goal and per-pixel success. Losses are
 per image (B,): the per-image loop backpropagates their sum, so each image is its own attack
 whatever the batch; the universal fit minimises their mean.
 
@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..labels import IGNORE_INDEX
-from .losses import model_loss
+from ..losses import LossInputs, cross_entropy, per_image_mean
+from .batch import AttackBatch
 from .spec import AttackSpec
 
 
@@ -24,6 +25,10 @@ class JointObjective:
         self.models = models
         self.spec = spec
         self.source_models = list(spec.source_models)
+
+    def for_spec(self, spec: AttackSpec) -> JointObjective:
+        """The same models under another spec's loss settings (an ensemble's member)."""
+        return JointObjective(self.models, spec)
 
     def goal(self, labels: torch.Tensor) -> torch.Tensor | None:
         """Targeted: the goal class of every pixel (ignored pixels stay ignored); else None."""
@@ -35,12 +40,19 @@ class JointObjective:
     def needs_clean(self) -> bool:
         return self.spec.label_source == "clean" or self.spec.keep_weight > 0
 
-    def model_term(self, k, logits, labels, area, goal, clean, step=0, steps=1):
-        """(B,) ``lambda_k L_k``: model ``k``'s weighted share of the joint loss, per image."""
+    def model_term(self, k: str, logits: torch.Tensor, batch: AttackBatch, step: int = 0,
+                   steps: int = 1) -> torch.Tensor:
+        """(B,) ``lambda_k L_k``: model ``k``'s weighted share of the joint loss, per image.
+
+        ``L_k`` is the spec's loss; with ``keep_weight`` > 0 plus the cross-entropy to the clean
+        prediction outside the area (less collateral)."""
         s = self.spec
-        lab = labels if s.label_source == "gt" else clean[k]
-        value = model_loss(logits, lab, area, goal, clean.get(k), s.keep_weight, s.ce_max, s.loss,
-                           step, steps, s.kappa)
+        labels = batch.y if s.label_source == "gt" else batch.clean[k]
+        value = s.loss(logits, LossInputs(labels, batch.area, batch.goal, step, steps))
+        keep = batch.clean.get(k)
+        if s.keep_weight > 0 and keep is not None:
+            outside = ~batch.area & (labels != IGNORE_INDEX)
+            value = value + s.keep_weight * per_image_mean(cross_entropy(logits, keep), outside)
         if s.balance == "normalized":
             value = value / value.detach().abs().clamp(min=1e-12)
         return s.lambdas[k] * value
@@ -49,18 +61,18 @@ class JointObjective:
         """(B,) ``norm_weight * mean(delta^2)`` per image."""
         return self.spec.norm_weight * delta.pow(2).flatten(1).mean(1)
 
-    def loss(self, x_adv, labels, area, goal, clean, delta, step=0, steps=1):
+    def loss(self, x_adv, batch: AttackBatch, delta, step=0, steps=1):
         """``(mean over images of sum_k lambda_k L_k (+ the norm penalty), {model: logits})``."""
         total = x_adv.new_zeros(x_adv.shape[0])
         logits = {}
         for k in self.source_models:
             logits[k] = self.models[k](x_adv)
-            total = total + self.model_term(k, logits[k], labels, area, goal, clean, step, steps)
+            total = total + self.model_term(k, logits[k], batch, step, steps)
         if self.spec.norm_weight:
             total = total + self.norm_term(delta)
         return total.mean(), logits
 
-    def backward(self, x_adv, labels, area, goal, clean, delta, step=0, steps=1):
+    def backward(self, x_adv, batch: AttackBatch, delta, step=0, steps=1):
         """Backward of the per-image losses' sum, one model at a time.
 
         Returns ``((B,) detached per-image losses, {model: argmax prediction on x_adv})``. Same
@@ -73,7 +85,7 @@ class JointObjective:
         preds = {}
         for k in self.source_models:
             logits = self.models[k](leaf)
-            loss_k = self.model_term(k, logits, labels, area, goal, clean, step, steps)
+            loss_k = self.model_term(k, logits, batch, step, steps)
             preds[k] = logits.detach().argmax(1)
             if leaf is x_adv:  # one model: nothing to free early, one plain backward below
                 total = total + loss_k
@@ -92,27 +104,14 @@ class JointObjective:
             torch.autograd.backward(outputs, grads)
         return total.detach(), preds
 
-    def success(self, preds: dict, labels, goal) -> torch.Tensor:
+    def success(self, preds: dict, batch: AttackBatch) -> torch.Tensor:
         """(B, H, W) bool: the attack succeeds at the pixel on every attacked model."""
         done = None
         for k in self.source_models:
-            ok = preds[k] == goal if goal is not None else preds[k] != labels
+            ok = preds[k] == batch.goal if batch.goal is not None else preds[k] != batch.y
             done = ok if done is None else done & ok
         return done
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
         return {m: self.models[m](x).argmax(1) for m in names}
-
-
-def batch_asr(pred, y, area, goal, has_goal=None):
-    """Share of valid pixels of the area where the attack succeeds (a tensor: no host sync).
-
-    ``has_goal``: targeted, the pixels that have a goal (``AttackEvaluation.has_goal``); the others
-    ask for nothing and are not scored, as in metrics.json (docs/method.md, "Metrics").
-    """
-    valid = area & (y != IGNORE_INDEX)
-    if has_goal is not None:
-        valid = valid & has_goal
-    success = pred == goal if goal is not None else pred != y
-    return (success & valid).sum() / valid.sum().clamp(min=1)

@@ -1,7 +1,8 @@
 """The perturbation of one attack: ``delta = R * eps * f(w)`` and the adversarial image it makes.
 
-``Perturbation.adversarial`` is the one place an adversarial image is made from ``(x, w)``: the
-universal fit, the per-image loop and the evaluation all call it.
+``Perturbation.apply`` is the one place an adversarial image is made: from ``(x, w)`` through
+``adversarial`` (the universal fit, the per-image loop and the evaluation) and from saved deltas
+(``perturbation=PATH`` of a per-image set).
 
 ``x + delta`` stays in [0, 1] without losing gradients (docs/design.md, "Attacks"): a per-image
 ``w`` is projected after every update onto the box where ``x + eps f(w)`` is a valid image, so the
@@ -16,8 +17,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .noise import NoiseFunction
-from .regions import Region
+from ..noise import NoiseFunction
+from ..regions import Region
 
 
 def clamp_straight_through(v: torch.Tensor) -> torch.Tensor:
@@ -37,6 +38,11 @@ class Perturbation:
     def __init__(self, noise: NoiseFunction, eps: float, init: str, region: Region):
         self.noise, self.eps, self.init, self.region = noise, float(eps), init, region
 
+    @classmethod
+    def of(cls, spec) -> Perturbation:
+        """The perturbation an ``AttackSpec`` (or an ensemble member's) describes."""
+        return cls(spec.noise, spec.eps, spec.init, spec.region)
+
     def initial_w(self, shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
         """The starting ``w``: ``f(w) = 0``, or ``f(w) ~ U(-1, 1)`` for a random start."""
         if self.init == "uniform":
@@ -53,7 +59,12 @@ class Perturbation:
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x_adv, delta)``: ``x_adv = clamp(x + delta, 0, 1)`` (gradient passed through)."""
         delta = self.delta(w, mask, placement)
-        return clamp_straight_through(x + delta), delta
+        return self.apply(x, delta), delta
+
+    @staticmethod
+    def apply(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """``clamp(x + delta, 0, 1)``, its gradient passed through (``clamp_straight_through``)."""
+        return clamp_straight_through(x + delta)
 
     def feasible_bounds(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Bounds on a per-image ``w`` (shaped like ``x``) that keep ``x + eps f(w)`` in [0, 1];

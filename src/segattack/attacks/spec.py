@@ -22,9 +22,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from ..errors import ConfigError
+from ..losses import LOSSES, Loss
+from ..noise import NOISE_FUNCTIONS, NoiseFunction
+from ..regions import Region
+from ..schedules import SCHEDULES, Schedule
 from ..schema import check_attack_config
-from .noise import NOISE_FUNCTIONS, NoiseFunction
-from .regions import Region, build_region
+from .regions import build_region
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class AttackSpec:
 
     Args:
         method: the ``attack/`` option's name (e.g. ``tanh``, ``pgd``).
-        noise: name in ``NOISE_FUNCTIONS`` (``delta = eps * f(w)``); ``init``: ``zeros`` or ``uniform``.
+        noise: the noise function (``delta = eps * f(w)``, ``segattack.noise``); ``init``:
+            ``zeros`` or ``uniform``.
         optimizer: partial optimiser for ``w`` (Adam for tanh, ``SignGradient`` for the FGSM family).
         eps: L-inf bound in pixel units of [0, 1] images. steps: per batch (per_image) or in total
             (universal: the Trainer's ``max_steps``).
@@ -42,16 +46,18 @@ class AttackSpec:
         source_models: attacked jointly; eval_models: every model evaluated (sources first).
         goal_map: (256,) label -> goal class look-up for targeted attacks, else None.
         label_source: ``gt`` or ``clean`` (the clean prediction stands in for the label).
-        keep_weight, norm_weight, ce_max, kappa, lambdas: loss settings (``attacks/losses.py``).
-        loss: name in ``LOSSES``. balance: ``sum`` or ``normalized`` (``attacks/objective.py``).
-        schedule: step-size schedule over ``steps`` (constant, cosine, step), both modes.
+        loss: the loss object with its own settings (``segattack.losses``, e.g. ``Margin(kappa=1.0)``;
+            ``loss.name`` is the config's name).
+        keep_weight, norm_weight, lambdas, balance: how the models' losses are joined
+            (``attacks/objective.py``).
+        schedule: step-size schedule over ``steps`` (``segattack.schedules``), both modes.
         best: report each image's best iterate (else the last). early_stop: stop a batch once
             every valid pixel of the area is fooled on every attacked model.
         members: an ensemble's attacks, run one after the other per image (the worst case is kept).
     """
 
     method: str
-    noise: str
+    noise: NoiseFunction
     init: str
     optimizer: Callable[..., torch.optim.Optimizer]
     eps: float
@@ -67,14 +73,12 @@ class AttackSpec:
     label_source: str = "gt"
     keep_weight: float = 0.0
     norm_weight: float = 0.0
-    ce_max: float | None = None
-    kappa: float = 0.0
     lambdas: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     num_figures: int = 4
-    loss: str = "ce"
+    loss: Loss = field(default_factory=LOSSES["ce"])
     balance: str = "sum"
-    schedule: str = "constant"
+    schedule: Schedule = field(default_factory=SCHEDULES["constant"])
     best: bool = True
     early_stop: bool = True
     members: tuple[AttackSpec, ...] = ()
@@ -83,9 +87,6 @@ class AttackSpec:
     def targeted(self) -> bool:
         return self.goal_map is not None
 
-    @property
-    def noise_function(self) -> NoiseFunction:
-        return NOISE_FUNCTIONS[self.noise]
 
 
 def goal_map(a, num_classes: int) -> torch.Tensor | None:
@@ -149,12 +150,13 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
     region = build_region(cfg.region, image_size, num_classes, cfg.seed, "region")
     area = build_region(cfg.area, image_size, num_classes, cfg.seed, "area") if cfg.area else None
     return AttackSpec(
-        method=a.method, noise=a.noise, init=a.init, optimizer=optimizer, eps=checked.eps,
+        method=a.method, noise=NOISE_FUNCTIONS.build(a.noise, checked.attack), init=a.init, optimizer=optimizer, eps=checked.eps,
         steps=a.steps, mode=cfg.mode, region=region, area=area,
         image_size=tuple(int(v) for v in image_size), num_classes=num_classes,
         source_models=sources, eval_models=evaluated, goal_map=goal_map(a, num_classes),
         label_source=a.label_source, keep_weight=float(a.keep_weight),
-        norm_weight=float(a.norm_weight), ce_max=a.ce_max, kappa=float(a.kappa),
+        norm_weight=float(a.norm_weight),
         lambdas={k: float((a.lambdas or {}).get(k, 1.0)) for k in sources},
-        seed=cfg.seed, num_figures=cfg.num_figures, loss=a.loss, balance=a.balance,
-        schedule=a.schedule, best=a.best, early_stop=a.early_stop)
+        seed=cfg.seed, num_figures=cfg.num_figures, loss=LOSSES.build(a.loss, checked.attack),
+        balance=a.balance, schedule=SCHEDULES.build(a.schedule, checked.attack), best=a.best,
+        early_stop=a.early_stop)

@@ -55,7 +55,9 @@ def load_checkpoint_model(path: str | Path, architecture: str, num_classes: int,
     ``raw`` (the training weights; the same file entry when the run kept no average). Metadata:
     ``epoch`` and ``global_step`` of the checkpoint and ``ckpt_weights``.
     """
-    from ..run import load_torch_file  # run imports Lightning: only when a checkpoint is read
+    from ..run import (
+        load_torch_file,  # run imports Lightning: only when a checkpoint is read
+    )
 
     if which not in CHECKPOINT_WEIGHTS:
         raise WeightsError(f"ckpt_weights={which!r}: expected one of {list(CHECKPOINT_WEIGHTS)}")

@@ -266,3 +266,16 @@ class PerturbationSize(Metric):
         return {"linf": self.linf.float(),
                 "l2_mean": _mean(self.l2_sum, self.n_images),
                 "psnr_mean": _mean(self.psnr_sum, self.n_images)}
+
+
+def batch_asr(pred, y, area, goal, has_goal=None):
+    """Share of valid pixels of the area where the attack succeeds in one batch (a tensor: no
+    host sync), for progress bars and per-image tables.
+
+    ``has_goal``: targeted, the pixels that have a goal (``AttackEvaluation.has_goal``); the others
+    ask for nothing and are not scored, as in metrics.json (docs/method.md, "Metrics").
+    """
+    valid = area & (y != IGNORE_INDEX)
+    if has_goal is not None:
+        valid = valid & has_goal
+    return (_success(pred, y, goal, goal is not None) & valid).sum() / valid.sum().clamp(min=1)

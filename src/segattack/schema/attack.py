@@ -15,18 +15,19 @@ from pydantic import (
     BeforeValidator,
     Field,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from ..attacks.losses import LOSSES
-from ..attacks.noise import NOISE_FUNCTIONS
+from ..losses import LOSSES
+from ..noise import NOISE_FUNCTIONS
+from ..schedules import SCHEDULES
 from .common import (
     REGION,
     NonNegFloat,
     NonNegInt,
     Partial,
-    PositiveFloat,
     PositiveInt,
     Region,
     Run,
@@ -63,11 +64,19 @@ Eps = Annotated[float, BeforeValidator(parse_eps)]
 ModelNames = Annotated[list[str], Field(min_length=1)]
 
 
-class Attack(Strict):
+# The settings of every loss, noise function and schedule (``attack.kappa``, ``attack.ce_max``
+# ...), declared by the parts themselves (``segattack.registry``): a new part's setting needs no
+# line here.
+PartSettings = create_model("PartSettings", __base__=Strict, **{
+    key: value for registry in (LOSSES, NOISE_FUNCTIONS, SCHEDULES)
+    for key, value in registry.settings().items()})
+
+
+class Attack(PartSettings):
     """``attack.*``: ``configs/attack_common.yaml`` plus a method's own file."""
 
     method: str
-    noise: Literal[tuple(sorted(NOISE_FUNCTIONS))]
+    noise: Literal[NOISE_FUNCTIONS.choices()]
     init: Literal["zeros", "uniform"]
     max_steps: PositiveInt | None = None
     steps: PositiveInt
@@ -77,12 +86,10 @@ class Attack(Strict):
     label_source: Literal["gt", "clean"]
     keep_weight: NonNegFloat
     norm_weight: NonNegFloat
-    ce_max: PositiveFloat | None = None
-    kappa: NonNegFloat = 0.0
     lambdas: dict[str, NonNegFloat] | None = None
-    loss: Literal[LOSSES]
+    loss: Literal[LOSSES.choices()]
     balance: Literal["sum", "normalized"]
-    schedule: Literal["constant", "cosine", "step"]
+    schedule: Literal[SCHEDULES.choices()]
     best: bool
     early_stop: bool
     members: Annotated[list[dict[str, Any]], Field(min_length=1)] | None = None
@@ -187,7 +194,7 @@ def check_attack_config(cfg, models_known: bool = False) -> AttackConfig:
     """
     data = config_data(cfg)
     config_dir = Path(str((data.get("paths") or {}).get("config_dir", "configs")))
-    context = {"attack_options": _options(config_dir / "attack", ("common",))}
+    context = {"attack_options": _options(config_dir / "attack")}
     checked = validate(AttackConfig, data, context)
     if models_known:
         check_models_known(data, ("source_models", "eval_models"), config_dir)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -19,38 +19,20 @@ from pydantic import (
     model_validator,
 )
 
-from .validate import KeyLine, as_typed
+from ..keytypes import (
+    KeyLine,
+    NonNegFloat,
+    NonNegInt,
+    PositiveFloat,
+    PositiveInt,
+    Size,
+    Strict,
+    Seed,
+    as_typed,
+    exactly,
+)
+from ..regions import REGIONS
 
-# Counts and sizes: strict integers (a bool or a float is refused, not rounded).
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
-NonNegInt = Annotated[int, Field(strict=True, ge=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-SEED_MAX = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything keeps to
-
-
-def _seed(value):
-    if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= SEED_MAX:
-        raise ValueError(f"expected an integer in [0, {SEED_MAX}] (numpy's seed range)")
-    return value
-
-
-Seed = Annotated[int, Field(strict=True), BeforeValidator(_seed)]
-
-
-def exactly(n: int, item, example: str):
-    """A list of exactly ``n`` values of type ``item``; a wrong length says ``expected n values``."""
-
-    def length(value):
-        if isinstance(value, list) and len(value) != n:
-            raise ValueError(f"expected {n} values, e.g. {example}")
-        return value
-
-    return Annotated[list[item], BeforeValidator(length)]
-
-
-Size = exactly(2, PositiveInt, "[120,160] (h, w in pixels)")
 Split = Literal["train", "val", "test"]
 
 
@@ -63,42 +45,8 @@ def _channels_last(value):
 ChannelsLast = Annotated[Literal["auto"] | bool, BeforeValidator(_channels_last)]
 
 
-class Strict(BaseModel):
-    """Base: strict types, unknown keys refused, Hydra's ``_target_``/``_partial_`` by name."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
-
-
-class FullRegion(Strict):
-    type: Literal["full"]
-
-
-class BoxRegion(Strict):
-    type: Literal["box"]
-    size: Size
-    position: Literal["center", "fixed", "random"] = "center"
-    origin: exactly(2, NonNegInt, "[0,0] (y, x of the top-left corner)") | None = None
-
-    @model_validator(mode="after")
-    def _origin(self):
-        if self.position == "fixed" and self.origin is None:
-            raise KeyLine("origin=null: position=fixed needs origin=[y,x] (the top-left corner)")
-        return self
-
-
-class ClassRegion(Strict):
-    type: Literal["class"]
-    classes: Annotated[list[NonNegInt], Field(min_length=1)]
-    dilate: NonNegInt = 0
-
-    @model_validator(mode="after")
-    def _unique(self):
-        if len(set(self.classes)) != len(self.classes):
-            raise KeyLine(f"classes={as_typed(self.classes)}: a class is listed twice")
-        return self
-
-
-Region = Annotated[FullRegion | BoxRegion | ClassRegion, Field(discriminator="type")]
+# A region's keys are declared by its class (``segattack/regions.py``); ``type`` picks the class.
+Region = Annotated[Union[tuple(r.Keys for r in REGIONS.values())], Field(discriminator="type")]  # noqa: UP007
 REGION = TypeAdapter(Region)
 
 

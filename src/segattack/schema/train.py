@@ -8,8 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..class_weights import CLASS_WEIGHTINGS
+from ..keytypes import FiniteFloat
 from .attack import Eps, check_models_known
-from .common import FiniteFloat, NonNegInt, Partial, PositiveInt, Run, Split, Strict, exactly, unique
+from .common import NonNegInt, Partial, PositiveInt, Run, Split, Strict, exactly, unique
 from .validate import KeyLine, as_typed, config_data, validate
 
 # --- training values a run would accept and then train nonsense with (kept apart from the keys
@@ -89,7 +91,7 @@ class TrainConfig(Run):
     weights: dict[str, str | None] = Field(default_factory=dict)
     ckpt_weights: Literal["validated", "raw"] = "validated"
     keep_every: Annotated[int, Field(ge=1)] | None = None
-    class_weighting: Literal["enet", "median", "none"] | None
+    class_weighting: Literal[CLASS_WEIGHTINGS.choices()] | None
     schedule: Literal["poly", "cosine"] | None
     ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None
     init_weights: dict[str, str | None] | None = None

@@ -13,26 +13,9 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import ConfigError
+from ..keytypes import KeyLine, as_typed
 
 _MISSING = object()
-
-
-class KeyLine(ValueError):
-    """A check across keys: its message is a whole line relative to the model that raised it
-    (``scale=[2.0, 1.0]: expected ...``); the formatter puts the model's own key in front."""
-
-
-def as_typed(value) -> str:
-    """A value the way it is typed on the command line (``null``, ``true``, ``[1,2]``); strings quoted."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(as_typed(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{as_typed(v)}" for k, v in value.items()) + "}"
-    return repr(value)
 
 
 def _options(ctx_expected: str) -> str:

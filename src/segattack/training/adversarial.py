@@ -25,12 +25,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ..errors import ConfigError
-from ..schema import check_attack_config
+from ..attacks.batch import prepare_batch
 from ..attacks.loop import optimise_per_image
 from ..attacks.objective import JointObjective
 from ..attacks.perturbation import Perturbation
 from ..attacks.spec import AttackSpec, build_attack_spec, method_file
+from ..errors import ConfigError
+from ..schema import check_attack_config
 
 # Keys of a training config that an attack config shares (schema/common.py, ``Run``).
 RUN_KEYS = ("seed", "resume", "torch_threads", "channels_last", "verbose", "data", "trainer", "logger", "paths")
@@ -128,21 +129,20 @@ class InnerAttack:
         if bn_mode not in BN_MODES:
             raise ConfigError(f"adversarial.bn_mode={bn_mode!r}: expected one of {list(BN_MODES)}")
         self.spec, self.name, self.bn_mode = spec, name, bn_mode
-        self.perturbation = Perturbation(spec.noise_function, spec.eps, spec.init, spec.region)
+        self.perturbation = Perturbation.of(spec)
         self.generator = torch.Generator().manual_seed(seed)
 
     def craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         objective = JointObjective({self.name: model}, self.spec)
-        mask = self.spec.region.mask(y)
         with crafting(model, self.bn_mode):
-            result = optimise_per_image(self.spec, objective, self.perturbation, x, y, {}, mask, None,
-                                        mask, None, self.generator)
+            batch = prepare_batch(self.spec, objective, x, y)
+            result = optimise_per_image(self.spec, objective, self.perturbation, batch, self.generator)
         return result.x_adv.detach()
 
     def describe(self) -> dict:
         """The threat model, as exported weights record it."""
         s = self.spec
-        return {"method": s.method, "eps": s.eps, "steps": s.steps, "loss": s.loss}
+        return {"method": s.method, "eps": s.eps, "steps": s.steps, "loss": s.loss.name}
 
 
 class AdversarialTraining:

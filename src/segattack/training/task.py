@@ -10,12 +10,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ..class_weights import class_weights
 from ..config import load_group_option
 from ..files.weights import load_weights, read_metadata
 from ..models import NormalizedModel, create_model
 from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
 from ..schema import check_train_config
-from .class_weights import class_weights
 from .adversarial import AdversarialTraining, check_attacks
 from .ema import EMAWeights
 from .export import ExportBestWeights

@@ -1,4 +1,5 @@
-"""Noise functions: map an unconstrained variable ``w`` to a perturbation with ``|g(w)| <= eps``.
+"""Noise functions: map an unconstrained variable ``w`` to a perturbation with ``|g(w)| <= eps``
+(``attack.noise`` names one of ``NOISE_FUNCTIONS``; one file each).
 
 All take a unitless ``w`` (so one learning rate works at every eps) and return
 ``eps * f(w)`` with ``|f| <= 1`` by construction, which is the paper's indirect generation:
@@ -9,18 +10,30 @@ through a clamp plus a projection of ``w`` after each step (the classic projecte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import ClassVar
 
 import torch
+
+from ..registry import Registry
+
+NOISE_FUNCTIONS = Registry("attack.noise")
+
+SAFE = 1 - 1e-6  # keeps atanh/logit finite at the bound
 
 
 @dataclass(frozen=True)
 class NoiseFunction:
-    """``f``: w -> [-1, 1]; ``inverse``: [-1, 1] -> w (for random starts); ``project``: keep w in range."""
+    """Base: ``f``: w -> [-1, 1]; ``inverse``: [-1, 1] -> w (for random starts); ``projected``:
+    keep w in [-1, 1] after each step. Settings, if any, are the dataclass's fields."""
 
-    f: Callable[[torch.Tensor], torch.Tensor]
-    inverse: Callable[[torch.Tensor], torch.Tensor]
-    projected: bool = False
+    name: ClassVar[str] = ""
+    projected: ClassVar[bool] = False
+
+    def f(self, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def inverse(self, u: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def __call__(self, w: torch.Tensor, eps: float) -> torch.Tensor:
         return eps * self.f(w)
@@ -30,13 +43,3 @@ class NoiseFunction:
         """Projected variables stay in [-1, 1] so their gradient never dies outside the clamp."""
         if self.projected:
             w.clamp_(-1.0, 1.0)
-
-
-_SAFE = 1 - 1e-6  # keeps atanh/logit finite at the bound
-
-NOISE_FUNCTIONS: dict[str, NoiseFunction] = {
-    "tanh": NoiseFunction(torch.tanh, lambda u: torch.atanh(u.clamp(-_SAFE, _SAFE))),
-    "sigmoid": NoiseFunction(lambda w: 2 * torch.sigmoid(w) - 1,
-                             lambda u: torch.logit((u.clamp(-_SAFE, _SAFE) + 1) / 2)),
-    "clip": NoiseFunction(lambda w: w.clamp(-1.0, 1.0), lambda u: u.clone(), projected=True),
-}
