@@ -28,6 +28,13 @@ class AttackBatch:
     goal: torch.Tensor | None = None
     clean: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def select(self, rows: torch.Tensor) -> AttackBatch:
+        """The batch of the images ``rows`` only (an ensemble member skips fooled images)."""
+        def pick(t):
+            return None if t is None else t[rows]
+        return AttackBatch(self.x[rows], self.y[rows], self.mask[rows], pick(self.placement),
+                           self.area[rows], pick(self.goal), {k: v[rows] for k, v in self.clean.items()})
+
 
 def prepare_batch(spec: AttackSpec, objective, x: torch.Tensor, y: torch.Tensor,
                   index: torch.Tensor | None = None, clean: dict | None = None) -> AttackBatch:

@@ -22,7 +22,9 @@ from ..metrics.attack import (
     joint_from_counts,
     rates_from_counts,
 )
-from ..metrics.per_image import PerImageCounts, bootstrap_ratio
+from ..labels import IGNORE_INDEX
+from ..metrics.iou import per_image_iou_counts
+from ..metrics.per_image import PerImageCounts, bootstrap_miou, bootstrap_ratio
 
 # metrics.json names of the pixel counts of AttackRates.
 PIXEL_COUNTS = (("pixels_in_area", "n_in"), ("pixels_scored", "n_scored"),
@@ -66,12 +68,14 @@ class AttackEvaluation(nn.Module):
         num_figures: how many evaluated images to keep for figures.
         goal_map: the spec's (256,) label -> goal look-up (targeted), for which pixels are scored.
         seed: of the bootstrap over images.
+        members: an ensemble's member labels (which one won each image, what each reached).
     """
 
     def __init__(self, eval_models: Sequence[str], source_models: Sequence[str], num_classes: int,
                  targeted: bool, num_figures: int, goal_map: torch.Tensor | None = None,
-                 seed: int = 0):
+                 seed: int = 0, members: Sequence[str] = ()):
         super().__init__()
+        self.num_classes, self.members = num_classes, list(members)
         self.eval_models, self.source_models = list(eval_models), list(source_models)
         self.targeted, self.seed = targeted, int(seed)
         self.goal_lut = goal_pixels(goal_map, num_classes) if targeted else None
@@ -82,7 +86,11 @@ class AttackEvaluation(nn.Module):
         self.size = PerturbationSize()
         self.steps_used = MeanMetric()  # per image, per-image attacks only
         self.fields = [f"{m}/{c}" for m in self.eval_models for c in RATE_COUNTS] + \
-                      [f"joint/{c}" for c in JOINT_COUNTS]
+                      [f"joint/{c}" for c in JOINT_COUNTS] + \
+                      [f"{m}/adv_{k}/{c}" for m in self.eval_models for k in ("tp", "union")
+                       for c in range(num_classes)] + \
+                      ["valid"] + [f"member/{i}/{k}" for i in range(len(self.members))
+                                   for k in ("won", "fooled")]
         self.per_image = PerImageCounts(self.fields)
         self.num_figures = num_figures
         self.figure_samples: list[dict] = []
@@ -99,9 +107,11 @@ class AttackEvaluation(nn.Module):
         return None if self.goal_lut is None else self.goal_lut.to(y.device)[y.clamp(0, 255)]
 
     def update(self, x, x_adv, y, area, goal, clean: dict, adv: dict,
-               index: torch.Tensor | None = None) -> None:
+               index: torch.Tensor | None = None, winner: torch.Tensor | None = None,
+               member_counts: torch.Tensor | None = None) -> None:
         """One batch; ``index``: the images' indices in the evaluated split (default: in the
-        order this process sees them)."""
+        order this process sees them); an ensemble's ``winner`` (B,) and ``member_counts``
+        (M, B) (``PerImageResult``)."""
         if index is None:
             index = torch.arange(self.seen, self.seen + x.shape[0])
         self.seen += x.shape[0]
@@ -113,6 +123,14 @@ class AttackEvaluation(nn.Module):
             self.rates[m].update(clean[m], adv[m], y, area, goal, has_goal)
             counts.update({f"{m}/{k}": v for k, v in attack_counts(
                 clean[m], adv[m], y, area, goal, self.targeted, has_goal).items()})
+            tp, union = per_image_iou_counts(adv[m], y, self.num_classes)
+            counts.update({f"{m}/adv_tp/{c}": tp[:, c] for c in range(self.num_classes)})
+            counts.update({f"{m}/adv_union/{c}": union[:, c] for c in range(self.num_classes)})
+        counts["valid"] = (area & (y != IGNORE_INDEX)).flatten(1).sum(1)
+        none = torch.full_like(counts["valid"], -1)  # a saved set evaluated: no member ran
+        for i in range(len(self.members)):
+            counts[f"member/{i}/won"] = (winner == i).long() if winner is not None else none + 1
+            counts[f"member/{i}/fooled"] = member_counts[i] if member_counts is not None else none
         clean_k = torch.stack([clean[k] for k in self.source_models])
         adv_k = torch.stack([adv[k] for k in self.source_models])
         self.joint.update(adv_k, y, area, goal, clean_k, has_goal)
@@ -147,10 +165,10 @@ class AttackEvaluation(nn.Module):
     def per_image_table(self) -> tuple[list[str], list[list]]:
         """Header and rows of ``per_image.csv``: index, then per model clean error, asr,
         asr_on_correct, fooling, then the joint asr_all and asr_all_on_correct (None: nothing
-        to count in that image)."""
+        to count in that image); an ensemble adds the member that won each image."""
         index, cols = self.image_rows()
         header = ["index"] + [f"{m}_{name}" for m in self.eval_models for name, _ in PER_IMAGE_RATES]
-        header += ["asr_all", "asr_all_on_correct"]
+        header += ["asr_all", "asr_all_on_correct"] + (["winner"] if self.members else [])
         per_model = {m: rates_from_counts({c: cols[f"{m}/{c}"] for c in RATE_COUNTS})
                      for m in self.eval_models}
         joint = joint_from_counts({c: cols[f"joint/{c}"] for c in JOINT_COUNTS})
@@ -158,7 +176,9 @@ class AttackEvaluation(nn.Module):
         for j, i in enumerate(index):
             row = [i] + [_value(per_model[m][key][j]) for m in self.eval_models
                          for _, key in PER_IMAGE_RATES]
-            rows.append(row + [_value(joint["asr_all"][j]), _value(joint["asr_all_on_correct"][j])])
+            row += [_value(joint["asr_all"][j]), _value(joint["asr_all_on_correct"][j])]
+            won = [label for k, label in enumerate(self.members) if cols[f"member/{k}/won"][j]]
+            rows.append(row + (won[:1] or [None]) if self.members else row)
         return header, rows
 
     def intervals(self) -> tuple[dict[str, list[float] | None], dict[str, list[float] | None]]:
@@ -170,6 +190,36 @@ class AttackEvaluation(nn.Module):
                                 self.seed)
         return per_model, {"asr_all": joint}
 
+    def adv_intervals(self, m: str) -> dict:
+        """95% bootstrap intervals over images of model ``m``'s adversarial pixel accuracy, mIoU
+        and per-class IoU (the images resampled with all their pixels)."""
+        _, cols = self.image_rows()
+        tp = torch.stack([cols[f"{m}/adv_tp/{c}"] for c in range(self.num_classes)], 1).numpy()
+        union = torch.stack([cols[f"{m}/adv_union/{c}"] for c in range(self.num_classes)], 1).numpy()
+        miou_ci, class_ci = bootstrap_miou(tp, union, self.seed)
+        # Valid pixels per image: tp + union = predicted + labelled pixels of a class, and summed
+        # over the classes each of those is the image's valid pixels.
+        valid = (tp + union).sum(1) / 2
+        return {"adv_accuracy_ci95": bootstrap_ratio(tp.sum(1), valid, self.seed),
+                "adv_miou_ci95": miou_ci, "adv_iou_per_class_ci95": class_ci}
+
+    def member_results(self) -> dict:
+        """An ensemble's members: per member, the images it attacked and won, and its success
+        rate over the valid pixels of the area of the images it attacked (empty: no ensemble)."""
+        if not self.members:
+            return {}
+        _, cols = self.image_rows()
+        valid, out = cols["valid"], []
+        for i, label in enumerate(self.members):
+            ran = cols[f"member/{i}/fooled"] >= 0
+            won = int(cols[f"member/{i}/won"].sum())
+            scored = int(valid[ran].sum())
+            out.append({"attack": label, "images_attacked": int(ran.sum()), "images_won": won,
+                        "share_won": won / max(len(valid), 1),
+                        "asr_on_attacked": int(cols[f"member/{i}/fooled"][ran].sum()) / scored
+                        if scored else None})
+        return {"members": out}
+
     def results(self, warn_empty: bool = True) -> dict:
         """per_model, joint and perturbation blocks of metrics.json (plain floats; a rate with
         nothing to count is None, with a warning line)."""
@@ -178,10 +228,13 @@ class AttackEvaluation(nn.Module):
         for m in self.eval_models:
             rates = {k: _value(v) for k, v in self.rates[m].compute().items()}
             counts = self.rates[m].counts()
-            per_model[m] = {"clean_miou": _value(self.clean_iou[m].compute()["miou"]),
-                            "adv_miou": _value(self.adv_iou[m].compute()["miou"]), **rates,
-                            **{name: counts[c] for name, c in PIXEL_COUNTS},
-                            "asr_ci95": model_ci[m]}
+            clean, adv = self.clean_iou[m].compute(), self.adv_iou[m].compute()
+            per_model[m] = {"clean_miou": _value(clean["miou"]), "adv_miou": _value(adv["miou"]),
+                            **rates, **{name: counts[c] for name, c in PIXEL_COUNTS},
+                            "asr_ci95": model_ci[m], "clean_accuracy": _value(clean["accuracy"]),
+                            "adv_accuracy": _value(adv["accuracy"]),
+                            "adv_iou_per_class": [_value(v) for v in adv["per_class"]],
+                            **self.adv_intervals(m)}
             if counts["n_scored"] == 0:
                 empty.append(m)
         joint = {k: _value(v) for k, v in self.joint.compute().items()}
@@ -190,7 +243,7 @@ class AttackEvaluation(nn.Module):
             what = "pixel with a goal" if self.targeted else "valid pixel"
             warn(f"the area holds no {what} in any evaluated image: asr and the rates over the "
                  f"area are null for {', '.join(empty)} (nothing to count; check area/region)")
-        return {"per_model": per_model, "joint": joint,
+        return {"per_model": per_model, "joint": joint, **self.member_results(),
                 "perturbation": {k: float(v) for k, v in self.size.compute().items()},
                 **({"steps_per_image": float(self.steps_used.compute())}
                    if self.steps_used.update_count else {})}

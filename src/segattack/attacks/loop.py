@@ -7,6 +7,7 @@ model. Nothing in the loop waits on a host sync except that one "all done?" chec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -52,11 +53,15 @@ class BestIterate:
 class PerImageResult:
     """x_adv (B, 3, H, W); count: (B,) successful pixels of it (None when it was not scored: the
     last iterate of a single attack, which the evaluation scores anyway); steps_used: (B,)
-    updates until every valid pixel of the area was fooled (the step budget where never)."""
+    updates until every valid pixel of the area was fooled (the step budget where never).
+    An ensemble also says, per image, which member won (``winner``, (B,) member index) and what
+    each member reached (``member_counts``, (M, B), -1 where it did not run)."""
 
     x_adv: torch.Tensor
     count: torch.Tensor | None
     steps_used: torch.Tensor
+    winner: torch.Tensor | None = None
+    member_counts: torch.Tensor | None = None
 
 
 def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation: Perturbation,
@@ -114,17 +119,33 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
 
 
 def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations,
-                      batch: AttackBatch, generator: torch.Generator) -> PerImageResult:
+                      batch: AttackBatch, generator: torch.Generator,
+                      on_member: Callable[[str], None] | None = None) -> PerImageResult:
     """Each member attack in turn (its own loss settings); per image, the adversarial image with
-    the most success."""
-    best = None
-    for member, perturbation in zip(spec.members, perturbations):
-        r = optimise_per_image(member, objective.for_spec(member), perturbation, batch, generator,
+    the most success (the first member wins a tie). With ``spec.skip_fooled`` a member only
+    attacks the images whose every valid pixel is not yet fooled (the others cannot get worse).
+    ``on_member`` is told each member's label as it starts (the progress bar)."""
+    valid = batch.area & (batch.y != IGNORE_INDEX)
+    total = valid.flatten(1).sum(1)
+    x_adv = batch.x.clone()
+    count = torch.full_like(total, -1)
+    steps_used = torch.zeros_like(total)
+    winner = torch.zeros_like(total)
+    member_counts = torch.full((len(spec.members), len(total)), -1, dtype=total.dtype)
+    for i, (member, perturbation) in enumerate(zip(spec.members, perturbations)):
+        todo = (count < total) if spec.skip_fooled else torch.ones_like(total, dtype=torch.bool)
+        rows = todo.nonzero().flatten()  # one host sync per member, none per step
+        if len(rows) == 0:
+            break
+        if on_member is not None:
+            on_member(member.label)
+        sub = batch if len(rows) == len(total) else batch.select(rows)
+        r = optimise_per_image(member, objective.for_spec(member), perturbation, sub, generator,
                                need_count=True)
-        if best is None:
-            best = r
-            continue
-        better = r.count > best.count
-        best = PerImageResult(torch.where(better.view(-1, 1, 1, 1), r.x_adv, best.x_adv),
-                              torch.maximum(r.count, best.count), best.steps_used + r.steps_used)
-    return best
+        better = r.count > count[rows]
+        x_adv[rows] = torch.where(better.view(-1, 1, 1, 1), r.x_adv, x_adv[rows])
+        winner[rows] = torch.where(better, i, winner[rows])
+        count[rows] = torch.maximum(r.count, count[rows])
+        steps_used[rows] += r.steps_used
+        member_counts[i, rows] = r.count
+    return PerImageResult(x_adv, count, steps_used, winner, member_counts)

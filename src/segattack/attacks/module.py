@@ -52,11 +52,13 @@ class PerturbationModule(L.LightningModule):
         # perturbation=PATH of a per-image set: image index -> (delta crop, origin); no attack runs.
         self.loaded_deltas: dict | None = None
         self.on_adversarial = None  # save_adversarial: called with (index, x, x_adv) per batch
+        self.on_member = None  # an ensemble: told each member's label as it starts (progress bar)
 
     def new_evaluation(self, num_figures: int) -> AttackEvaluation:
         spec = self.spec
         return AttackEvaluation(spec.eval_models, spec.source_models, spec.num_classes,
-                                spec.targeted, num_figures, spec.goal_map, spec.seed)
+                                spec.targeted, num_figures, spec.goal_map, spec.seed,
+                                [m.label for m in spec.members])
 
     @property
     def universal(self) -> bool:
@@ -120,6 +122,7 @@ class PerturbationModule(L.LightningModule):
         index = batch[2].cpu() if len(batch) > 2 else torch.arange(x.shape[0]) + self.evaluation.seen
         objective = self.objective
         b = prepare_batch(self.spec, objective, x, y, index, objective.predict(x, self.spec.eval_models))
+        result = None
         if self.universal:
             with torch.no_grad():
                 x_adv, _ = self.perturbation.adversarial(x, self.w, b.mask, b.placement)
@@ -131,11 +134,12 @@ class PerturbationModule(L.LightningModule):
             self.evaluation.steps_used.update(result.steps_used.float())
         x_adv = x_adv.detach()
         adv = objective.predict(x_adv, self.spec.eval_models)
-        self.evaluation.update(x, x_adv, y, b.area, b.goal, b.clean, adv, index)
+        ensemble = {"winner": result.winner, "member_counts": result.member_counts} if result else {}
+        self.evaluation.update(x, x_adv, y, b.area, b.goal, b.clean, adv, index, **ensemble)
         if self.evaluation_png is not None:
             x_png = (x_adv * 255).round() / 255
             adv_png = objective.predict(x_png, self.spec.eval_models)
-            self.evaluation_png.update(x, x_png, y, b.area, b.goal, b.clean, adv_png, index)
+            self.evaluation_png.update(x, x_png, y, b.area, b.goal, b.clean, adv_png, index, **ensemble)
         if self.on_adversarial is not None:
             self.on_adversarial(index, x, x_adv)
         # Running rates over this process's images so far, per attacked model (progress bar).
@@ -157,7 +161,7 @@ class PerturbationModule(L.LightningModule):
         """Per image: optimise the batch's perturbations (every member of an ensemble)."""
         if self.spec.members:
             return optimise_ensemble(self.spec, self.objective, self.member_perturbations, batch,
-                                     self.generator)
+                                     self.generator, self.on_member)
         return optimise_per_image(self.spec, self.objective, self.perturbation, batch, self.generator)
 
     def attack_batch(self, x, y, clean, rmask, placement, area, goal) -> PerImageResult:

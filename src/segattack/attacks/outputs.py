@@ -85,7 +85,7 @@ def assemble_metrics(cfg, module, dm, seconds, num_images, loaded: dict | None =
         "attack": {"method": spec.method, "mode": spec.mode, "eps": spec.eps, "steps": spec.steps,
                    "loss": spec.loss.name, "schedule": spec.schedule.name, "best_iterate": spec.best,
                    "early_stop": spec.early_stop,
-                   "members": [m.method for m in spec.members] or None,
+                   "members": [m.label for m in spec.members] or None,
                    "region": spec.region.describe(), "area": area, "targeted": spec.targeted,
                    **target_fields(a), "label_source": spec.label_source,
                    "loaded_perturbation": cfg.get("perturbation"),
@@ -104,13 +104,18 @@ def assemble_metrics(cfg, module, dm, seconds, num_images, loaded: dict | None =
     }
 
 
+def cell(v) -> str:
+    """A per_image.csv cell: empty for None (nothing to count), numbers to 6 digits."""
+    return "" if v is None else v if isinstance(v, str) else f"{v:.6g}"
+
+
 def write_per_image(path: Path, header: list[str], rows: list[list], names: list[str]) -> Path:
     """``per_image.csv``: one row per evaluated image (empty cell: nothing to count there)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([header[0], "image", *header[1:]])
     for row in rows:
-        writer.writerow([row[0], names[row[0]], *("" if v is None else f"{v:.6g}" for v in row[1:])])
+        writer.writerow([row[0], names[row[0]], *(cell(v) for v in row[1:])])
     return write_text(path, buf.getvalue())
 
 

@@ -62,10 +62,13 @@ class AttackProgressBar(TQDMProgressBar):
         super().on_test_start(trainer, pl_module)
         bar = self.test_progress_bar
         spec = pl_module.spec
-        method = spec.method
+        method = f"{spec.method} {spec.eps * 255:.3g}/255"
         if spec.mode == "per_image":  # at most: early stop may end a batch sooner
             steps = spec.steps
-            bar.set_description(f"attack {method}, {steps} step{'s' * (steps != 1)}/img", refresh=False)
+            what = f"attack {method}, {steps} step{'s' * (steps != 1)}/img"
+            bar.set_description(what, refresh=False)
+            if spec.members:  # which member is running now
+                pl_module.on_member = lambda label: bar.set_description(f"{what} [{label}]")
         else:
             bar.set_description(f"evaluate {method} (universal)", refresh=False)
 

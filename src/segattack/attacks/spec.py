@@ -53,7 +53,9 @@ class AttackSpec:
         schedule: step-size schedule over ``steps`` (``segattack.schedules``), both modes.
         best: report each image's best iterate (else the last). early_stop: stop a batch once
             every valid pixel of the area is fooled on every attacked model.
-        members: an ensemble's attacks, run one after the other per image (the worst case is kept).
+        members: an ensemble's attacks, run one after the other per image (the worst case is
+            kept); skip_fooled: a member leaves out the images already wholly fooled.
+        label: how reports name the attack (an ensemble member's ``name``, else method:loss).
     """
 
     method: str
@@ -82,6 +84,8 @@ class AttackSpec:
     best: bool = True
     early_stop: bool = True
     members: tuple[AttackSpec, ...] = ()
+    skip_fooled: bool = True
+    label: str = ""
 
     @property
     def targeted(self) -> bool:
@@ -121,6 +125,7 @@ def member_config(cfg, member) -> object:
     settings, best iterate ...), then ``configs/attack/<member.attack>.yaml``, the ensemble's
     step count and the member's own overrides."""
     member = dict(member)
+    member.pop("name", None)  # the member's label (member_label), not an attack key
     name = member.pop("attack", None)
     folder = Path(cfg.paths.config_dir) / "attack"  # name: an option of it (the schema checks)
     own = method_file(cfg.paths.config_dir, name)
@@ -132,15 +137,21 @@ def member_config(cfg, member) -> object:
     return sub
 
 
+def member_label(spec: AttackSpec, member) -> AttackSpec:
+    """An ensemble member named by its ``name`` key, else ``attack:loss`` (``apgd:masked_ce``)."""
+    return dataclasses.replace(spec, label=member.get("name") or f"{spec.method}:{spec.loss.name}")
+
+
 def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
     """The ``AttackSpec`` of a composed attack config; every check of its keys happens here."""
     checked = check_attack_config(cfg)  # types, ranges, choices, checks across keys
     a = cfg.attack
     if a.get("members"):
-        members = tuple(build_attack_spec(member_config(cfg, m), image_size, num_classes)
+        members = tuple(member_label(build_attack_spec(member_config(cfg, m), image_size, num_classes), m)
                         for m in a.members)
         return dataclasses.replace(members[0], method=a.method, members=members,
-                                   steps=sum(m.steps for m in members))
+                                   steps=sum(m.steps for m in members),
+                                   skip_fooled=bool(a.get("skip_fooled", True)), label=a.method)
     optimizer = instantiate(a.optimizer)
     if cfg.mode == "universal" and getattr(getattr(optimizer, "func", None), "wants_loss", False):
         raise ConfigError(f"attack={a.method} runs per image (its steps follow each image's loss): "
@@ -159,4 +170,4 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
         lambdas={k: float((a.lambdas or {}).get(k, 1.0)) for k in sources},
         seed=cfg.seed, num_figures=cfg.num_figures, loss=LOSSES.build(a.loss, checked.attack),
         balance=a.balance, schedule=SCHEDULES.build(a.schedule, checked.attack), best=a.best,
-        early_stop=a.early_stop)
+        early_stop=a.early_stop, label=f"{a.method}:{a.loss}")

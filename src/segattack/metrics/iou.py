@@ -46,3 +46,22 @@ class SegmentationIoU(Metric):
         miou = per_class.nanmean() if (union > 0).any() else torch.tensor(0.0, dtype=torch.float64)
         accuracy = tp.sum() / cm.sum().clamp(min=1)
         return {"miou": miou.float(), "per_class": per_class.float(), "accuracy": accuracy.float()}
+
+
+def per_image_iou_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                         ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image and class: intersection ``tp`` and union ``tp + fp + fn`` over valid pixels.
+
+    Both add up over images to ``SegmentationIoU``'s, so a bootstrap over images can resample
+    them (``bootstrap_miou``).
+
+    Shape:
+        pred, target (B, H, W) int -> (tp (B, C), union (B, C)) long.
+    """
+    B, C = target.shape[0], num_classes
+    valid = target != ignore_index
+    image = torch.arange(B, device=target.device).view(B, 1, 1).expand_as(target)
+    idx = (image * C + target.clamp(0, C - 1)) * C + pred
+    cm = torch.bincount(idx[valid], minlength=B * C * C).view(B, C, C)
+    tp = cm.diagonal(dim1=1, dim2=2)
+    return tp, cm.sum(1) + cm.sum(2) - tp

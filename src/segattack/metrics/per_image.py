@@ -7,6 +7,8 @@ before ``compute()``; the rows come back sorted by image index.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torchmetrics import Metric
@@ -73,3 +75,37 @@ def bootstrap_ratio(num: np.ndarray, den: np.ndarray, seed: int = 0, resamples: 
     ratios = n[d > 0] / d[d > 0]
     tail = 100 * (1 - level) / 2
     return [float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))]
+
+
+def bootstrap_miou(tp: np.ndarray, union: np.ndarray, seed: int = 0, resamples: int = 2000,
+                   level: float = 0.95) -> tuple[list[float] | None, list[list[float] | None]]:
+    """Percentile bootstrap intervals over images of the mIoU and of each class's IoU.
+
+    Images are drawn with replacement as in ``bootstrap_ratio``; in each resample a class with an
+    empty union is left out of the mean (as ``SegmentationIoU`` does) and of its own interval.
+
+    Shape:
+        tp, union: (N, C) per-image intersections and unions (``per_image_iou_counts``).
+    Returns:
+        (mIoU interval or None, per class: interval or None).
+    """
+    tp, union = np.asarray(tp, dtype=np.float64), np.asarray(union, dtype=np.float64)
+    if tp.size == 0 or union.sum() == 0:
+        return None, [None] * (tp.shape[1] if tp.ndim == 2 else 0)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, tp.shape[0], size=(resamples, tp.shape[0]))
+    i, u = tp[pick].sum(1), union[pick].sum(1)  # (resamples, C)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(u > 0, i / u, np.nan)
+    tail = 100 * (1 - level) / 2
+
+    def interval(values):
+        values = values[~np.isnan(values)]
+        return None if values.size == 0 else [float(np.percentile(values, tail)),
+                                              float(np.percentile(values, 100 - tail))]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample where every class is empty
+        miou = np.nanmean(iou, axis=1)
+    return interval(miou), [interval(iou[:, c]) if union[:, c].sum() > 0 else None
+                            for c in range(tp.shape[1])]

@@ -93,6 +93,7 @@ class Attack(PartSettings):
     best: bool
     early_stop: bool
     members: Annotated[list[dict[str, Any]], Field(min_length=1)] | None = None
+    skip_fooled: bool = True
     optimizer: Partial
 
     @field_validator("method")
@@ -121,10 +122,23 @@ class Attack(PartSettings):
         return self
 
 
+class Robustness(Strict):
+    """``robustness``: the eps values ``task=robustness`` runs its attack at, on the same images."""
+
+    eps: Annotated[list[Eps], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if len(set(self.eps)) < len(self.eps):
+            raise KeyLine(f"eps={as_typed(self.eps)}: a value twice (expected distinct eps, e.g. "
+                          "[2/255,4/255,8/255])")
+        return self
+
+
 class AttackConfig(Run):
     """``configs/attack.yaml`` after composition."""
 
-    task: Literal["attack", "transfer"]
+    task: Literal["attack", "transfer", "robustness"]
     mode: Literal["per_image", "universal"]
     eps: Eps
     source_models: ModelNames
@@ -143,6 +157,7 @@ class AttackConfig(Run):
     checkpoint_every: PositiveInt
     num_figures: NonNegInt
     name: str | None = None
+    robustness: Robustness
     attack: Attack
 
     @model_validator(mode="after")
@@ -160,6 +175,9 @@ class AttackConfig(Run):
                               "attack optimises nothing; expected at least one > 0")
         if a.members and self.mode != "per_image":
             raise KeyLine(f"mode={self.mode!r}: attack=ensemble runs per image: set mode=per_image")
+        if self.task == "robustness" and (self.mode != "per_image" or a.targeted):
+            raise KeyLine("task=robustness: an untargeted per-image attack (mode=per_image) at the "
+                          "eps of robustness.eps, e.g. experiment=robustness")
         if self.task == "transfer" and len(self.source_models) < 2:
             raise KeyLine(f"source_models={as_typed(self.source_models)}: task=transfer needs at "
                           "least two, e.g. source_models=[enet,erfnet]")
