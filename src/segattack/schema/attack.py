@@ -130,7 +130,8 @@ class Robustness(Strict):
     @model_validator(mode="after")
     def _distinct(self):
         if len(set(self.eps)) < len(self.eps):
-            raise KeyLine(f"eps={as_typed(self.eps)}: a value twice (expected distinct eps, e.g. "
+            typed = ",".join(f"{e * 255:.4g}/255" for e in self.eps)
+            raise KeyLine(f"eps=[{typed}]: a value is listed twice (expected distinct eps, e.g. "
                           "[2/255,4/255,8/255])")
         return self
 
@@ -175,9 +176,11 @@ class AttackConfig(Run):
                               "attack optimises nothing; expected at least one > 0")
         if a.members and self.mode != "per_image":
             raise KeyLine(f"mode={self.mode!r}: attack=ensemble runs per image: set mode=per_image")
-        if self.task == "robustness" and (self.mode != "per_image" or a.targeted):
-            raise KeyLine("task=robustness: an untargeted per-image attack (mode=per_image) at the "
-                          "eps of robustness.eps, e.g. experiment=robustness")
+        if self.task == "robustness" and self.mode != "per_image":
+            raise KeyLine(f"mode={self.mode!r}: task=robustness attacks each image: set mode=per_image")
+        if self.task == "robustness" and a.targeted:
+            raise KeyLine("attack.targeted=true: task=robustness measures untargeted robustness: "
+                          "set attack.targeted=false")
         if self.task == "transfer" and len(self.source_models) < 2:
             raise KeyLine(f"source_models={as_typed(self.source_models)}: task=transfer needs at "
                           "least two, e.g. source_models=[enet,erfnet]")
