@@ -3,10 +3,13 @@ with ``adversarial=...`` end to end (exported threat model, robust validation), 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
-from helpers import compose_train_cfg
+from helpers import compose_attack_cfg, compose_train_cfg
 
+from segattack.attacks.task import run_attack
 from segattack.errors import ConfigError
 from segattack.files.weights import read_metadata
 from segattack.models import NormalizedModel, create_model
@@ -86,6 +89,11 @@ def test_adversarial_training_exports_its_threat_model(tmp_path):
                                    "loss": "segpgd", "ratio": 0.5, "bn_mode": "eval"}
     assert 0 <= meta["val_robust_miou"] <= 1 and 0 <= meta["val_robust_acc"] <= 1
     assert meta["ema_decay"] == 0.995
+    # the attack side shows it: metrics.json (the W&B summary too) and report.md
+    out = tmp_path / "attack"
+    run_attack(compose_attack_cfg(out, ["attack.steps=1", "region=full", f"weights.enet={result['weights']}"]))
+    assert json.loads((out / "metrics.json").read_text())["defences"] == {"enet": meta["adversarial"]}
+    assert "Adversarially trained: enet (against pgd, loss segpgd, eps 8/255" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize(("override", "key"), [

@@ -30,10 +30,14 @@ class PerturbationModule(L.LightningModule):
     Args:
         models: name -> model taking [0, 1] images; every name of ``spec.eval_models``.
         spec: the validated attack (``build_attack_spec``).
+        defences: name -> the threat model a model was adversarially trained against, as its
+            weights file records it (None: not adversarially trained); shown in the outputs.
     """
 
-    def __init__(self, models: Mapping[str, nn.Module], spec: AttackSpec):
+    def __init__(self, models: Mapping[str, nn.Module], spec: AttackSpec,
+                 defences: Mapping[str, dict | None] | None = None):
         super().__init__()
+        self.defences = {m: (defences or {}).get(m) for m in spec.eval_models}
         self.models = nn.ModuleDict({m: models[m] for m in spec.eval_models})
         for p in self.models.parameters():
             p.requires_grad_(False)

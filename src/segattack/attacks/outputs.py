@@ -91,6 +91,7 @@ def assemble_metrics(cfg, module, dm, seconds, num_images, loaded: dict | None =
                    "loaded_perturbation": cfg.get("perturbation"),
                    "loaded_eps": loaded, "seed": spec.seed, "eval_placement": eval_placement(spec)},
         "source_models": list(spec.source_models),
+        "defences": dict(module.defences),  # each model's adversarial training, None: none
         "data": {"name": dm.name, "fit_split": cfg.fit_split if cfg.mode == "universal" else None,
                  "eval_split": cfg.eval_split, "num_images": num_images,
                  "batch_size": int(dm.batch_size)},

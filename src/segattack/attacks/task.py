@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
 from ..files.adversarial import AdversarialWriter
-from ..models.loading import load_models
+from ..models.loading import load_model
 from ..run import build_logger, prepare_run, resume_checkpoint, safe_load_kwargs
 from ..schema import check_attack_config
 from .loaded import load_perturbation, perturbation_eps
@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig, spec: AttackSpec) -> PerturbationModule:
-    models = load_models(cfg, list(spec.eval_models), spec.num_classes, spec.image_size)
-    return PerturbationModule(models, spec)
+    loaded = {name: load_model(cfg, name, spec.num_classes, spec.image_size) for name in spec.eval_models}
+    return PerturbationModule({name: model for name, (model, _) in loaded.items()}, spec,
+                              {name: meta.get("adversarial") for name, (_, meta) in loaded.items()})
 
 
 def run_attack(cfg: DictConfig) -> dict:

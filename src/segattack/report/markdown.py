@@ -85,6 +85,11 @@ def write_report(run_dir: str | Path, metrics: dict, figures: Sequence[str | Pat
                       str(attack["region"]), str(attack["area"]), goal)])
     lines += ["", f"Data: **{data['name']}**, {fitted}evaluated on `{data['eval_split']}` "
                   f"({data['num_images']} images). Attacked models: {', '.join(sources)}.", ""]
+    trained = {m: d for m, d in (metrics.get("defences") or {}).items() if d}
+    if trained:
+        lines += ["Adversarially trained: " + "; ".join(
+            f"{m} (against {d.get('method')}, loss {d.get('loss')}, eps {_over255(d.get('eps', 0))}, "
+            f"{d.get('steps')} steps, ratio {d.get('ratio')})" for m, d in trained.items()) + ".", ""]
 
     lines += ["## Per model", ""]
     labels = [floor if key == "clean_error_in_area" else label for label, key in PER_MODEL_COLUMNS]

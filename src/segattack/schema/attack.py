@@ -158,7 +158,7 @@ class AttackConfig(Run):
     checkpoint_every: PositiveInt
     num_figures: NonNegInt
     name: str | None = None
-    robustness: Robustness
+    robustness: Robustness | None = None
     attack: Attack
 
     @model_validator(mode="after")
@@ -176,6 +176,8 @@ class AttackConfig(Run):
                               "attack optimises nothing; expected at least one > 0")
         if a.members and self.mode != "per_image":
             raise KeyLine(f"mode={self.mode!r}: attack=ensemble runs per image: set mode=per_image")
+        if self.task == "robustness" and self.robustness is None:
+            raise KeyLine("robustness=null: task=robustness needs robustness.eps=[...], e.g. [4/255,8/255]")
         if self.task == "robustness" and self.mode != "per_image":
             raise KeyLine(f"mode={self.mode!r}: task=robustness attacks each image: set mode=per_image")
         if self.task == "robustness" and a.targeted:
