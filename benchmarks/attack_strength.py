@@ -12,6 +12,12 @@ PGD (single model, full image; ``pip install --no-deps torchattacks==3.5.1``).
 Sizes: default 8 images, steps 5 10 20, full image and centred box, eps 4/255 (an hour on one
 core). --full: 24 images, steps 1 2 5 10 20 50 100, eps 1 2 4 8/255 (many hours; resumable:
 finished points are kept in the JSON and skipped). --quick: 2 synthetic 96x128 images, steps 1 2.
+
+--defended: the shipped robust models (``enet_robust``, ``erfnet_robust``), full image, robust
+pixel accuracy (``1 - asr``, lower is a stronger attack) against the budget (forward and
+backward passes per image: 10 30 100 300, eps 4/255 and 8/255) for the default PGD, APGD per
+loss, SegPGD, CosPGD, projected Adam with CE and cosine, and the protocol of
+``experiment=robustness`` (its members share the budget: ``steps / members`` each).
 """
 
 from __future__ import annotations
@@ -35,6 +41,26 @@ CONTENDERS = {  # name -> overrides of configs/attack.yaml
     "apgd": ["attack=apgd"],
 }
 CASES = {"enet": ["enet"], "erfnet": ["erfnet"], "enet+erfnet": ["enet", "erfnet"]}
+PROTOCOL = "protocol (experiment=robustness)"
+DEFENDED_CONTENDERS = {
+    "pgd (default)": ["attack=pgd"],
+    **{f"apgd {loss}": ["attack=apgd", f"attack.loss={loss}"]
+       for loss in ("masked_ce", "js", "masked_spherical", "dlr")},
+    "segpgd": ["attack=pgd", "attack.loss=segpgd", "attack.schedule=constant",
+               "attack.optimizer.lr=0.25", "attack.optimizer.momentum=0"],
+    "cospgd": ["attack=pgd", "attack.loss=cospgd", "attack.schedule=constant",
+               "attack.optimizer.lr=0.25", "attack.optimizer.momentum=0"],
+    "padam ce": ["attack=padam", "attack.loss=ce"],
+    "padam cosine": ["attack=padam", "attack.loss=cosine"],
+    PROTOCOL: ["experiment=robustness"],
+}
+DEFENDED_CASES = {"enet_robust": ["enet_robust"], "erfnet_robust": ["erfnet_robust"]}
+
+
+def protocol_members() -> int:
+    from omegaconf import OmegaConf
+
+    return len(OmegaConf.load(C.ROOT / "configs" / "experiment" / "robustness.yaml").attack.members)
 REGIONS = {"full": ["region=full"], "box": ["region=box"]}
 # where the entry points look for data sets (configs/paths/default.yaml)
 
@@ -101,21 +127,38 @@ def split_overrides(text: str) -> list[str]:
 def main():
     p = C.parser(__doc__)
     p.add_argument("--data", choices=["camvid", "sample"], default=None)
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--cases", nargs="+", default=None, help=f"some of {list(CASES)} (--defended: "
+                   f"{list(DEFENDED_CASES)})")
     p.add_argument("--regions", nargs="+", default=list(REGIONS), choices=list(REGIONS))
-    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
-                   help=f"names of {list(CONTENDERS)}, or NAME=OVERRIDE,OVERRIDE... for another setting")
+    p.add_argument("--contenders", nargs="+", default=None,
+                   help=f"names of {list(CONTENDERS)} (--defended: {list(DEFENDED_CONTENDERS)}), or "
+                        "NAME=OVERRIDE,OVERRIDE... for another setting")
     p.add_argument("--steps", nargs="+", type=int, default=None)
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--no-torchattacks", action="store_true",
                    help="skip the torchattacks PGD reference (it costs as much as a contender)")
+    p.add_argument("--defended", action="store_true",
+                   help="the shipped robust models, robust accuracy against the budget (see above)")
     args = p.parse_args()
+    cases_all = DEFENDED_CASES if args.defended else CASES
+    contenders_all = dict(DEFENDED_CONTENDERS if args.defended else CONTENDERS)
+    args.cases = args.cases or list(cases_all)
+    args.regions = ["full"] if args.defended else args.regions
+    unknown = [c for c in args.cases if c not in cases_all]
+    if unknown:
+        p.error(f"--cases {unknown[0]}: expected some of {list(cases_all)}")
     C.setup(args, SCRIPT)
-    conf = C.settings(args, quick={"images": 2, "steps": [1, 2], "eps": [4 / 255]},
-                      default={"images": 8, "steps": [5, 10, 20], "eps": [4 / 255]},
-                      full={"images": 24, "steps": [1, 2, 5, 10, 20, 50, 100],
-                            "eps": [1 / 255, 2 / 255, 4 / 255, 8 / 255]})
+    if args.defended:
+        conf = C.settings(args, quick={"images": 2, "steps": [8, 16], "eps": [4 / 255]},
+                          default={"images": 8, "steps": [10, 100], "eps": [4 / 255]},
+                          full={"images": 24, "steps": [10, 30, 100, 300], "eps": [4 / 255, 8 / 255]})
+    else:
+        conf = C.settings(args, quick={"images": 2, "steps": [1, 2], "eps": [4 / 255]},
+                          default={"images": 8, "steps": [5, 10, 20], "eps": [4 / 255]},
+                          full={"images": 24, "steps": [1, 2, 5, 10, 20, 50, 100],
+                                "eps": [1 / 255, 2 / 255, 4 / 255, 8 / 255]})
+    conf["defended"] = args.defended
     conf["images"] = args.images or conf["images"]
     conf["steps"] = args.steps or conf["steps"]
     data = args.data or ("camvid" if (C.CAMVID / "val").is_dir() else "sample")
@@ -125,17 +168,19 @@ def main():
     if args.quick:
         from segattack.models import NormalizedModel, create_model
         torch.manual_seed(0)
-        models = {n: NormalizedModel(create_model(n, num_classes)).eval() for n in ("enet", "erfnet")}
+        models = {n: NormalizedModel(create_model(cases_all[n][0].removesuffix("_robust"), num_classes)).eval()
+                  for n in cases_all}
         for m in models.values():
             m.requires_grad_(False)
     else:
-        models = {n: C.load_model(n)[0] for n in ("enet", "erfnet")}
+        models = {n: C.load_model(n)[0] for n in {m for c in args.cases for m in cases_all[c]}}
     loader_batches = C.batches(x, y, args.batch_size)
+    args.contenders = args.contenders or list(contenders_all)
     for c in args.contenders:  # NAME=override,override: a setting to try next to the named ones
-        if "=" in c.split(",")[0] and c.split("=", 1)[0] not in CONTENDERS:
+        if "=" in c.split(",")[0] and c.split("=", 1)[0] not in contenders_all:
             name, overrides = c.split("=", 1)
-            CONTENDERS[name] = split_overrides(overrides)
-    args.contenders = [c.split("=", 1)[0] if c not in CONTENDERS else c for c in args.contenders]
+            contenders_all[name] = split_overrides(overrides)
+    args.contenders = [c.split("=", 1)[0] if c not in contenders_all else c for c in args.contenders]
     m = C.machine()
     print(C.machine_line(m))
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
@@ -146,21 +191,23 @@ def main():
     for eps in conf["eps"]:
         for region in args.regions:
             for case in args.cases:
-                chosen = {k: models[k] for k in CASES[case]}
+                chosen = {k: models[k] for k in cases_all[case]}
                 for contender in args.contenders:
                     for steps in conf["steps"]:
                         key = (case, region, contender, eps, steps)
                         if key in points:
                             continue
-                        overrides = [*CONTENDERS[contender], *REGIONS[region],
+                        overrides = [*contenders_all[contender], *REGIONS[region],
                                      *(["region.size=[48,64]"] if args.quick and region == "box" else [])]
-                        r = run_point(chosen, loader_batches, overrides, eps, steps, num_classes)
+                        # the protocol's members share the budget
+                        per_member = max(1, steps // protocol_members()) if contender == PROTOCOL else steps
+                        r = run_point(chosen, loader_batches, overrides, eps, per_member, num_classes)
                         points[key] = {"case": case, "region": region, "contender": contender,
                                        "eps": eps, "steps": steps, **r}
                         print(f"  {case} {region} {contender} eps={eps * 255:.0f}/255 steps={steps}: "
                               f"asr {r['asr']:.3f} ({r['seconds']:.1f} s)", flush=True)
                         C.write_json(args.out, {"settings": conf, "machine": m, "rows": list(points.values())})
-                if len(CASES[case]) == 1 and region == "full" and not args.no_torchattacks:
+                if len(cases_all[case]) == 1 and region == "full" and not args.no_torchattacks:
                     for steps in conf["steps"]:
                         key = (case, region, "torchattacks PGD", eps, steps)
                         if key not in points:
@@ -176,23 +223,24 @@ def main():
     for eps in conf["eps"]:
         for region in args.regions:
             names = sorted({r["contender"] for r in rows if r["region"] == region and r["eps"] == eps},
-                           key=lambda n: list(CONTENDERS).index(n) if n in CONTENDERS else 99)
+                           key=lambda n: list(contenders_all).index(n) if n in contenders_all else 99)
             header = ["contender", *[f"{c} {s}" for c in args.cases for s in conf["steps"]],
-                      *[f"{c}: time to 90% (s)" for c in args.cases]]
+                      *([] if args.defended else [f"{c}: time to 90% (s)" for c in args.cases])]
             body = []
             for name in names:
                 line = [name]
                 for case in args.cases:
                     for s in conf["steps"]:
                         r = points.get((case, region, name, eps, s))
-                        line.append(f"{r['asr']:.1%}" if r else "")
-                for case in args.cases:
+                        line.append(f"{1 - r['asr'] if args.defended else r['asr']:.1%}" if r else "")
+                for case in [] if args.defended else args.cases:
                     hit = [points[(case, region, name, eps, s)] for s in conf["steps"]
                            if (case, region, name, eps, s) in points
                            and points[(case, region, name, eps, s)]["asr"] >= TARGET]
                     line.append(C.fmt(hit[0]["seconds"], 1) if hit else "not reached")
                 body.append(line)
-            title = f"asr by steps, {region} image, eps {eps * 255:.0f}/255, {conf['images']} images ({conf['data']})"
+            what = "robust pixel accuracy by budget (fwd+bwd per image)" if args.defended else "asr by steps"
+            title = f"{what}, {region} image, eps {eps * 255:.0f}/255, {conf['images']} images ({conf['data']})"
             tables[title] = C.markdown_table(header, body)
     C.report(SCRIPT, args, m, conf, tables, {"rows": rows})
     if not args.quick:  # beside the JSON

@@ -80,3 +80,14 @@ def test_attack_strength_runs(tmp_path):
         assert 0.0 <= r["asr"] <= 1.0 and r["seconds"] > 0
         if "+" in r["case"]:  # joint: asr_all is at most each model's asr
             assert r["asr"] <= min(r["per_model"].values()) + 1e-6
+
+
+def test_attack_strength_defended_case_runs_every_contender(tmp_path):
+    data = run_benchmark("attack_strength", tmp_path, "--defended", "--no-torchattacks",
+                         "--cases", "enet_robust")
+    rows = data["rows"]
+    assert {r["contender"] for r in rows} >= {"pgd (default)", "apgd masked_ce", "padam cosine",
+                                               "protocol (experiment=robustness)"}
+    assert {r["steps"] for r in rows} == {8, 16} and all(0 <= r["asr"] <= 1 for r in rows)
+    protocol = [r for r in rows if r["contender"].startswith("protocol")]
+    assert all(r["steps_per_image"] <= r["steps"] for r in protocol)  # members share the budget
