@@ -11,6 +11,10 @@ checkpoints or progress bar. Equal final losses show both paths did the same ste
 "overhead %" compares whole runs (Trainer set-up included); "loop overhead %" counts only the
 Lightning batches, so the fixed cost shows apart from the per-step one.
 
+--adversarial: also the adversarial training step of ``train_experiment=camvid_adversarial``
+(the inner attack crafts its share of each batch, then the same update), on the Lightning path;
+its cost is reported as a multiple of the clean step's, against the bound inner steps + 1.2.
+
 Sizes: default batch 2, 2 steps, 3 repeats at 360x480 (a few minutes on 2 cores); --full batch
 4, 10 steps, 3 repeats (about 20 minutes); --quick: 96x128 synthetic, 1 repeat.
 """
@@ -44,13 +48,24 @@ def bare_train(model, init, batches, precision: str, seed: int = 0) -> dict:
     return {"loss": loss.item()}
 
 
-def lightning_train(model, init, batches, precision: str, class_names, seed: int = 0) -> dict:
+def adversarial_training(name: str, image_size, num_classes: int):
+    """The inner attack of ``train_experiment=camvid_adversarial`` for model ``name``."""
+    from segattack.config import compose_config
+    from segattack.training.adversarial import AdversarialTraining
+
+    cfg = compose_config(C.ROOT, "train_models", ["train_experiment=camvid_adversarial", f"models=[{name}]"])
+    return AdversarialTraining(cfg, name, image_size, num_classes)
+
+
+def lightning_train(model, init, batches, precision: str, class_names, seed: int = 0,
+                    adversarial=None) -> dict:
     from segattack.training.module import SegmentationModule
 
     model.load_state_dict(init)
     model.train()  # Lightning 2.x fit does not call .train(): load_weights returns an eval model
     torch.manual_seed(seed)
-    module = SegmentationModule(model, class_names, C.TRAIN_OPTIMIZER, schedule="poly", log_images=0)
+    module = SegmentationModule(model, class_names, C.TRAIN_OPTIMIZER, schedule="poly", log_images=0,
+                                adversarial=adversarial)
     clock = C.step_clock()
     trainer = C.trainer(max_epochs=1, limit_train_batches=len(batches), limit_val_batches=0,
                         num_sanity_val_steps=0, precision=precision, callbacks=[clock])
@@ -64,6 +79,7 @@ def main():
     p.add_argument("--precision", nargs="+", default=["32-true", "bf16-mixed"],
                    choices=["32-true", "bf16-mixed"])
     p.add_argument("--models", nargs="+", default=["enet", "erfnet"], choices=["enet", "erfnet"])
+    p.add_argument("--adversarial", action="store_true", help="also time the adversarial training step")
     args = p.parse_args()
     C.setup(args, SCRIPT)
     conf = C.settings(args, quick=dict(batch=2, steps=2), default=dict(batch=2, steps=2),
@@ -86,6 +102,11 @@ def main():
             cases[f"{name} {prec} lightning"] = (
                 lambda n=name, pr=prec: lightning_train(nets[n], inits[n], data, pr, names))
             cases[f"{name} {prec} bare"] = lambda n=name, pr=prec: bare_train(nets[n], inits[n], data, pr)
+        if args.adversarial:
+            adv = adversarial_training(name, x.shape[-2:], len(names))
+            conf["adversarial"] = adv.metadata()["adversarial"]
+            cases[f"{name} adversarial"] = (
+                lambda n=name, a=adv: lightning_train(nets[n], inits[n], data, "32-true", names, adversarial=a))
     timed = C.interleaved(cases, conf["repeats"], conf["warmup"])
 
     rows = []
@@ -112,7 +133,20 @@ def main():
           C.pct(r["loop_overhead_pct"]), r["lightning_setup_s"], r["speedup_vs_fp32"],
           f"{r['loss_lightning']:.5f}", f"{r['loss_bare']:.5f}"] for r in rows])
     title = f"training, batch {B}, {steps} steps, {x.shape[-2]}x{x.shape[-1]}"
-    C.report(SCRIPT, args, C.machine(), conf, {title: table}, {"rows": rows})
+    tables = {title: table}
+    adversarial_rows = []
+    if args.adversarial:
+        inner = conf["adversarial"]["steps"]
+        for name in args.models:
+            clean = C.median_of(timed[f"{name} 32-true lightning"]["results"], "loop_s")
+            adv = C.median_of(timed[f"{name} adversarial"]["results"], "loop_s")
+            adversarial_rows.append({"model": name, "clean_loop_s": clean, "adversarial_loop_s": adv,
+                                     "cost_x_clean": adv / clean, "bound_x_clean": inner + 1.2})
+        tables[f"adversarial training step against the clean one ({conf['adversarial']})"] = C.markdown_table(
+            ["model", "clean s", "adversarial s", "cost (x clean)", "bound (inner steps + 1.2)"],
+            [[r["model"], r["clean_loop_s"], r["adversarial_loop_s"], r["cost_x_clean"], r["bound_x_clean"]]
+             for r in adversarial_rows])
+    C.report(SCRIPT, args, C.machine(), conf, tables, {"rows": rows, "adversarial": adversarial_rows})
 
 
 if __name__ == "__main__":
