@@ -235,13 +235,13 @@ def test_full_disk_at_the_outputs_names_the_output_not_its_staging_folder(tmp_pa
 
 
 def test_full_disk_at_a_training_checkpoint_names_the_run_folder(tmp_path, monkeypatch, capsys):
-    from fsspec.implementations.local import LocalFileOpener  # how Lightning writes a checkpoint
+    from fsspec.implementations.local import LocalFileOpener
 
     from segattack.training.evaluate import run
 
     out = tmp_path / "run"
     cfg = compose_train_cfg(out)
-    monkeypatch.setattr(LocalFileOpener, "write", full_disk)
+    monkeypatch.setattr(LocalFileOpener, "write", full_disk)  # Lightning writes checkpoints through fsspec
     with pytest.raises(SystemExit) as exit_:
         run_task(run, cfg)
     assert exit_.value.code == 2

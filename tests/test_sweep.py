@@ -68,8 +68,8 @@ def test_sweep_summary_table_and_plot(sweep):
     ("attack.py", [*SWEEP, "eps=2/255,4/255,2"],
      "error: sweep job 3 of 3 (eps=2): eps=2: expected 0 < eps <= 1 (pixel units of [0, 1] images, e.g. 8/255)"),
     ("train_models.py", [*SMALL, *SMALL_SYNTHETIC, "seed=1,2", "optimizer.lr=1e-3,0"],
-     "error: sweep job 2 of 4 (seed=1 optimizer.lr=0); 4 of 4 (seed=2 optimizer.lr=0): "
-     "optimizer.lr=0.0: expected 0 < lr <= 10"),
+     ("error: sweep job 2 of 4 (seed=1 optimizer.lr=0); 4 of 4 (seed=2 optimizer.lr=0): "
+      "optimizer.lr=0.0: expected 0 < lr <= 10")),
 ])
 def test_bad_value_in_a_later_job_stops_the_sweep_before_any_job(tmp_path, script, overrides, line):
     sweep_dir = tmp_path / "sweep"
