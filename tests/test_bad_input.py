@@ -3,19 +3,24 @@ traceback, no Hydra hint, no outputs; a failed run leaves none of its outputs.""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from helpers import (
     NUM_CLASSES,
+    PER_IMAGE,
     ROOT,
     SIZE,
     UNIVERSAL,
     attack_cli,
     compose_attack_cfg,
+    compose_train_cfg,
     quiet_trainer,
     run_cli,
     universal_file,
@@ -64,7 +69,7 @@ def test_attack_cli_refuses_in_one_line(tmp_path, overrides, line):
 def test_run_dir_that_cannot_be_made(tmp_path):
     (tmp_path / "file").write_text("")
     line = one_line(run_cli(attack_cli(tmp_path / "file" / "run")))
-    assert line.startswith(f"error: {tmp_path / 'file'}") and "cannot create the run folder" in line
+    assert line.startswith(f"error: {tmp_path / 'file'}") and "cannot write the run folder (Not a directory)" in line
 
 
 def test_train_cli_refuses_in_one_line(tmp_path):
@@ -205,3 +210,64 @@ def test_class_region_absent_from_every_image_warns(tmp_path, weights, caplog, m
         run_attack(cfg)
     assert "the area (class [4]) holds no valid pixel in any of the 1 evaluated images" in caplog.text
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["per_model"]["enet"]["asr"] is None
+
+
+# --- a full disk or a read-only run folder: one line naming the path, nothing half-written --------
+def full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_full_disk_at_the_outputs_names_the_output_not_its_staging_folder(tmp_path, weights, monkeypatch,
+                                                                           capsys):
+    out = tmp_path / "run"
+    cfg = compose_attack_cfg(out, [*PER_IMAGE, f"weights.enet={weights}", "+data.limit=2"])
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(SystemExit) as exit_:
+        run_task(run_attack, cfg)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"error: {out / 'metrics.json'}: write failed (No space left on device); "
+                                       "previous file kept\n")
+    assert outputs(out) == []
+
+
+def test_full_disk_at_a_training_checkpoint_names_the_run_folder(tmp_path, monkeypatch, capsys):
+    from fsspec.implementations.local import LocalFileOpener
+
+    from segattack.training.evaluate import run
+
+    out = tmp_path / "run"
+    cfg = compose_train_cfg(out)
+    monkeypatch.setattr(LocalFileOpener, "write", full_disk)  # Lightning writes checkpoints through fsspec
+    with pytest.raises(SystemExit) as exit_:
+        run_task(run, cfg)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: {out}: cannot write (No space left on device)\n"
+    assert not list(out.rglob("*.ckpt"))
+
+
+# The entry point with its run log failing: ``logging.FileHandler.<method>`` raises ``errno``.
+LOG_FAILS = """
+import errno, logging, os, runpy, sys
+def refuse(self, *args):
+    raise OSError(errno.{code}, os.strerror(errno.{code}), self.baseFilename)
+def emit(self, record):  # as FileHandler.emit reports a failed write
+    try:
+        refuse(self)
+    except OSError:
+        self.handleError(record)
+logging.FileHandler.{method} = {replacement}
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("method, code, line", [
+    ("_open", "EROFS", "{log}: cannot write the run folder (Read-only file system)"),  # the log cannot be made
+    ("emit", "ENOSPC", "{log}: cannot write (No space left on device)"),  # the disk fills up during the run
+])
+def test_run_log_that_cannot_be_written(tmp_path, weights, method, code, line):
+    run_dir = tmp_path / "run"
+    script = LOG_FAILS.format(code=code, method=method, replacement="refuse" if method == "_open" else "emit")
+    proc = run_cli([sys.executable, "-c", script, *attack_cli(run_dir, *PER_IMAGE, f"weights.enet={weights}")[1:]])
+    assert one_line(proc) == "error: " + line.format(log=run_dir / "attack.log")
+    assert outputs(run_dir) == []

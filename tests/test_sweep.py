@@ -1,5 +1,6 @@
 """Sweeps: ``python attack.py -m ...`` runs into folders named by their overrides and ends with
-one summary (table + asr plot) in the sweep folder, also printed. Real entry point, tiny sizes."""
+one summary (table + asr plot) in the sweep folder, also printed; a bad value in any job stops the
+sweep before the first job starts. Real entry points, tiny sizes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import TINY, random_weights, run_entry
+from helpers import SMALL, SMALL_SYNTHETIC, TINY, random_weights, run_entry
 
 from segattack.report.collect import COLUMNS
 from segattack.report.sweep import SweepRun, numeric_axis, summarize_sweep, varying_keys
@@ -61,6 +62,32 @@ def test_sweep_summary_table_and_plot(sweep):
     assert out.count("sweep summary (2 runs)") == 1
     assert out.index("sweep summary") > out.rindex("report: ")
     assert all(r in out for r in rows) and str(plot) in out
+
+
+@pytest.mark.parametrize("script, overrides, line", [
+    ("attack.py", [*SWEEP, "eps=2/255,4/255,2"],
+     "error: sweep job 3 of 3 (eps=2): eps=2: expected 0 < eps <= 1 (pixel units of [0, 1] images, e.g. 8/255)"),
+    ("train_models.py", [*SMALL, *SMALL_SYNTHETIC, "seed=1,2", "optimizer.lr=1e-3,0"],
+     ("error: sweep job 2 of 4 (seed=1 optimizer.lr=0); 4 of 4 (seed=2 optimizer.lr=0): "
+      "optimizer.lr=0.0: expected 0 < lr <= 10")),
+])
+def test_bad_value_in_a_later_job_stops_the_sweep_before_any_job(tmp_path, script, overrides, line):
+    sweep_dir = tmp_path / "sweep"
+    weights = random_weights(tmp_path / "weights") if script == "attack.py" else []
+    proc = run_entry(script, "-m", *overrides, *weights, f"hydra.sweep.dir={sweep_dir}", check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [line]
+    assert "Launching" not in proc.stdout + proc.stderr  # no job started
+    assert not sweep_dir.exists()
+
+
+def test_a_mistake_every_job_shares_is_said_once(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_entry("attack.py", "-m", *SWEEP, *random_weights(tmp_path / "weights"), "eps=2/255,4/255",
+                     "attack.steps=0", f"hydra.sweep.dir={sweep_dir}", check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == ["error: attack.steps=0: expected > 0"]
+    assert not sweep_dir.exists()
 
 
 def test_summary_can_be_rebuilt_and_skips_failed_runs(sweep, tmp_path):

@@ -1,7 +1,7 @@
 """What the entry points share: one-line errors for user mistakes, non-zero exit.
 
 ``run_app(main)`` runs a ``@hydra.main`` function so that Hydra's own errors (an unknown option
-of a config group, a bad override, a run folder that cannot be made) also end in one line and
+of a config group, a bad override, a run folder or log that cannot be written) also end in one line and
 exit status 2; ``run_task(task, cfg)`` does the same for the task's own user-facing errors (the
 tasks check their config against its schema first, ``segattack.schema``).
 """
@@ -32,8 +32,9 @@ def fail(message: str) -> None:
 
 
 def run_task(task: Callable, cfg):
-    """Run ``task(cfg)``; a user-facing error prints one line per problem and exits with status 2,
-    SIGINT/SIGTERM one line (what was kept, how to resume) and status 130/143
+    """Run ``task(cfg)``; a user-facing error (a write the disk refuses included) prints one line
+    per problem and exits with status 2, SIGINT/SIGTERM one line (what was kept, how to resume) and
+    status 130/143
     (``segattack.interrupt``). Either way the run's unstaged outputs go (``discard_partial``).
 
     Under DDP, a child rank ends here once the task is done (``finish_distributed``).
@@ -42,6 +43,7 @@ def run_task(task: Callable, cfg):
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from .interrupt import Interrupted, catching_signals, interrupted_line
+    from .io import refused_write
 
     out = _output_dir(cfg)
     before = _entries(out)
@@ -53,9 +55,16 @@ def run_task(task: Callable, cfg):
         end_progress_lines()
         print(interrupted_line(err, out or Path.cwd(), resumes(cfg)), file=sys.stderr)
         sys.exit(err.exit_code)
-    except (SegattackError, OmegaConfBaseException, FloatingPointError, HydraException,
-            MisconfigurationException) as err:
+    except Exception as err:
+        # a write outside io.py (a checkpoint, the log file) that the disk refused, maybe wrapped
+        # (by hydra.utils.instantiate, when a Trainer logs as it is made)
+        refused = refused_write(err)
+        if refused is None and not isinstance(err, (SegattackError, OmegaConfBaseException, FloatingPointError,
+                                                    HydraException, MisconfigurationException)):
+            raise
         discard_partial(out, before)
+        if refused is not None:
+            fail(write_failure(refused, out or Path.cwd()))
         fail(hydra_message(err) if isinstance(err, HydraException) else str(err))
     finish_distributed()
     return result
@@ -82,6 +91,11 @@ def _output_dir(cfg) -> Path | None:
 
 def _entries(out: Path | None) -> set[str]:
     return {p.name for p in out.iterdir()} if out is not None and out.is_dir() else set()
+
+
+def write_failure(err: OSError, where: Path | str) -> str:
+    """One line for a write that failed: the file (else ``where``, the run folder) and the reason."""
+    return f"{err.filename or where}: cannot write ({err.strerror})"
 
 
 def discard_partial(out: Path | None, before: set[str]) -> None:
@@ -138,7 +152,7 @@ def hydra_message(err: Exception) -> str:
         if group:
             return f"{group}={name}: no such option; expected one of {err.options}"
     if isinstance(err, OSError):
-        return f"{err.filename or 'hydra.run.dir'}: cannot create the run folder ({err.strerror})"
+        return f"{err.filename or 'hydra.run.dir'}: cannot write the run folder ({err.strerror})"
     target = re.match(r"Error locating target '([^']*)'", str(err))
     if target:
         key = re.search(r"full_key: (\S+)", str(err))
@@ -166,15 +180,18 @@ def run_app(main: Callable) -> None:
     """
     from hydra.errors import HydraException
 
+    from .io import refused_write
+
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         main()
     except (HydraException, OmegaConfBaseException) as err:
         fail(hydra_message(err))
-    except OSError as err:
-        if not _raised_in_hydra(err):
+    except (OSError, ValueError) as err:  # the run folder or its log file cannot be made
+        cause = err if isinstance(err, OSError) else refused_write(err)
+        if cause is None or not _raised_in_hydra(err):
             raise
-        fail(hydra_message(err))
+        fail(hydra_message(cause))
 
 
 def _raised_in_hydra(err: BaseException) -> bool:

@@ -9,6 +9,8 @@ be printed twice or is noise from third-party code, each by its exact message or
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 import warnings
 
 # Lightning's advert for its own logging product, logged at INFO on every Trainer.
@@ -24,6 +26,19 @@ class _DropMessage(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return self.text not in record.getMessage()
+
+
+class RunLogHandler(logging.FileHandler):
+    """The run folder's log file. A write the disk refuses (full, read-only) ends the run with one
+    line naming the file (``cli.run_task``), instead of logging's traceback at every later record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        from .io import refused_write
+
+        err = refused_write(sys.exc_info()[1])
+        if err is None or threading.current_thread() is not threading.main_thread():
+            return super().handleError(record)  # (a thread cannot end the run)
+        raise OSError(err.errno, err.strerror, self.baseFilename) from None
 
 
 def quiet_console(verbose: bool = False) -> None:

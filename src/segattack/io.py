@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -19,6 +20,21 @@ from .errors import SegattackError
 
 class OutputError(SegattackError):
     """An output cannot be written (missing or unwritable folder, full disk)."""
+
+
+# What a disk or a folder answers to a write it refuses (not a bug): one line, never a traceback.
+WRITE_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                           errno.EIO})
+
+
+def refused_write(err: BaseException | None) -> OSError | None:
+    """The refused write (``WRITE_REFUSED``) that ``err`` is or was raised from, if any (logging
+    reports a log file it cannot open as a ``ValueError`` from the ``OSError``)."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in WRITE_REFUSED:
+            return err
+        err = err.__cause__
+    return None
 
 
 def _umask() -> int:
@@ -70,16 +86,26 @@ def staged(out: str | Path):
     block ends without an error they are moved into ``out`` (replacing a previous run's), else the
     folder is removed, so a failed run leaves none of its outputs (docs/design.md, "Outputs")."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    except OSError as err:
+        raise OutputError(f"{out}: cannot write in the output folder ({err.strerror})") from None
     try:
         yield stage
+    except OutputError as err:  # name the output, not the staging folder that is about to go
+        shutil.rmtree(stage, ignore_errors=True)
+        raise OutputError(str(err).replace(str(stage), str(out))) from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    for item in sorted(stage.iterdir()):
-        target = out / item.name
-        if item.is_dir() and target.is_dir():
-            shutil.rmtree(target)
-        os.replace(item, target)
-    stage.rmdir()
+    try:
+        for item in sorted(stage.iterdir()):
+            target = out / item.name
+            if item.is_dir() and target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+        stage.rmdir()
+    except OSError as err:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise OutputError(f"{out}: cannot move the outputs into place ({err.strerror})") from None
