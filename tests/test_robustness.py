@@ -1,5 +1,5 @@
 """The worst-case robustness protocol: per-image IoU counts and their bootstrap against hand-computed
-cases, the ensemble's worst case with skipped images and winners, the cosine loss, and
+cases, the ensemble's worst case with skipped images and winners, and
 ``attack.py task=robustness`` end to end."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from helpers import TINY, make_module, random_weights, run_entry, synthetic
 
 from segattack.attacks.batch import prepare_batch
 from segattack.labels import IGNORE_INDEX
-from segattack.losses import LOSSES, LossInputs
 from segattack.metrics import SegmentationIoU
 from segattack.metrics.iou import per_image_iou_counts
 from segattack.metrics.per_image import bootstrap_miou
@@ -43,17 +42,6 @@ def test_bootstrap_miou_spans_the_resamples():
     assert per_class[1] == pytest.approx([2 / 3, 2 / 3]) and per_class[2] == pytest.approx([0.5, 0.5])
     assert per_class[0] == pytest.approx([0.5, 0.5])
     assert bootstrap_miou([[0, 0]], [[0, 0]]) == (None, [None, None])  # nothing to score
-
-
-def test_cosine_loss_is_one_minus_the_cosine_to_the_label():
-    logits = torch.tensor([3.0, 4.0, 0.0]).view(1, 3, 1, 1)
-    inputs = LossInputs(labels=torch.tensor([[[1]]]), area=torch.ones(1, 1, 1, dtype=torch.bool))
-    term = LOSSES.build("cosine", {}).term(logits, inputs)
-    assert term.item() == pytest.approx(1 - 4 / 5)
-    # untargeted: minimising the loss moves the logits away from the label's direction
-    z = logits.clone().requires_grad_(True)
-    LOSSES.build("cosine", {})(z, inputs).sum().backward()
-    assert z.grad[0, 1].item() > 0  # gradient descent lowers the label's logit
 
 
 MEMBERS = "attack.members=[{attack: pgd},{attack: apgd, loss: js, name: second}]"
