@@ -225,15 +225,20 @@ def numbers(metrics_json: Path) -> dict:
     return metrics
 
 
-def assert_same_numbers(a: dict, b: dict, tol: float = 1e-5, where: str = ""):
-    assert a.keys() == b.keys(), where
-    for key in a:
-        if isinstance(a[key], dict):
+def assert_same_numbers(a, b, tol: float = 1e-5, where: str = ""):
+    """``a`` and ``b`` (nested dicts and lists) hold the same values, floats within ``tol``."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
             assert_same_numbers(a[key], b[key], tol, f"{where}.{key}")
-        elif isinstance(a[key], float):
-            assert a[key] == pytest.approx(b[key], abs=tol), f"{where}.{key}"
-        else:
-            assert a[key] == b[key], f"{where}.{key}"
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert_same_numbers(u, v, tol, f"{where}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, abs=tol), where
+    else:
+        assert a == b, where
 
 
 # --- tiny end-to-end runs of the entry points (console, sweep, help, W&B tests) -----------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, TRAIN_SIZE, compose
+from helpers import ROOT, TRAIN_SIZE, assert_same_numbers, compose
 from omegaconf import OmegaConf
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -123,8 +123,7 @@ def test_saved_perturbation_is_evaluated_again_without_fitting(universal_run, tr
     assert m["attack"]["loaded_perturbation"] == str(saved)
     assert list(m["per_model"]) == ["enet", "enet2"] and m["source_models"] == ["enet"]
     # same model, same data, same patch at the same places: the same numbers
-    for key, value in first["per_model"]["enet"].items():
-        assert m["per_model"]["enet"][key] == pytest.approx(value, abs=1e-6), key
+    assert_same_numbers(m["per_model"]["enet"], first["per_model"]["enet"], 1e-6, "enet")
     assert m["perturbation"]["linf"] == pytest.approx(first["perturbation"]["linf"], abs=1e-6)
     # nothing was fitted: no checkpoint, and the written w is the loaded one
     assert not (tmp_path / "checkpoints").exists()
