@@ -15,6 +15,7 @@ import torch
 from helpers import ROOT, compose_train_cfg, write_png
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
+from test_train_values import refused_by_the_entry_point
 
 from segattack.cli import run_task
 from segattack.data import CamVidDataModule, SyntheticDataModule
@@ -337,15 +338,16 @@ def test_cli_evaluates_a_checkpoint(ema_run, tmp_path, which):
     assert (report["epoch"], report["ckpt_weights"]) == (1, which)
 
 
-def test_cli_checkpoint_errors_are_one_line(ema_run, tmp_path):
+def test_cli_checkpoint_errors_are_one_line(ema_run, tmp_path, capsys):
+    """One error through the real entry point, the others in-process as its ``main`` runs them."""
     run_dir, _ = ema_run
     ckpt = run_dir / "checkpoints" / "enet" / "last.ckpt"
     line = one_error_line(run_cli("task=evaluate", "models=[erfnet]", f"weights.erfnet={ckpt}",
                                   "data=synthetic", f"hydra.run.dir={tmp_path / 'a'}"))
     assert line.startswith(f"error: weights.erfnet: {ckpt}: tensors do not fit a erfnet with 5 classes"), line
-    line = one_error_line(run_cli("task=evaluate", "models=[mine]", f"+weights.mine={ckpt}",
-                                  "data=synthetic", f"hydra.run.dir={tmp_path / 'b'}"))
+    line = refused_by_the_entry_point(tmp_path / "b", capsys, ["task=evaluate", "models=[mine]",
+                                                               f"+weights.mine={ckpt}"])
     assert "a checkpoint names no architecture" in line, line
-    line = one_error_line(run_cli("task=evaluate", "models=[enet]", f"weights.enet={ckpt}", "ckpt_weights=ema",
-                                  "data=synthetic", f"hydra.run.dir={tmp_path / 'c'}"))
+    line = refused_by_the_entry_point(tmp_path / "c", capsys, ["task=evaluate", "models=[enet]",
+                                                               f"weights.enet={ckpt}", "ckpt_weights=ema"])
     assert "ckpt_weights='ema': expected one of ['validated', 'raw']" in line, line

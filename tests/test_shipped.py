@@ -50,6 +50,7 @@ def test_sample_is_16_camvid_val_images_with_labels():
     assert x.shape == (3, 360, 480) and y.shape == (360, 480)
 
 
+@pytest.mark.slow  # all 101 val frames at full size through each shipped model
 @pytest.mark.camvid
 @pytest.mark.parametrize("name", sorted(WEIGHTS))
 def test_val_miou_matches_the_metadata(name):

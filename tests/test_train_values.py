@@ -3,11 +3,9 @@ are refused by the schema, one line each, before any data is read."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-from helpers import ROOT, compose_train_cfg, run_cli
-from test_bad_input import one_line, outputs
+from helpers import compose_train_cfg
+from test_bad_input import outputs
 
 from segattack.errors import ConfigError
 from segattack.schema import check_train_config
@@ -49,11 +47,28 @@ def test_edges_accepted(tmp_path, overrides):
     check_train_config(compose_train_cfg(tmp_path, overrides))
 
 
-def test_zero_epochs_refused_at_the_entry_point(tmp_path):
+def refused_by_the_entry_point(run_dir, capsys, overrides) -> str:
+    """The one line ``train_models.py`` prints for ``overrides``, run in-process through
+    ``run_task`` as its ``main`` does (the process-level path: test_bad_input's CLI test)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from segattack.cli import run_task
+    from segattack.training.evaluate import run
+
+    cfg = compose_train_cfg(run_dir, overrides)
+    with pytest.raises(SystemExit) as info:
+        run_task(run, cfg)
+    GlobalHydra.instance().clear()
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_zero_epochs_refused_at_the_entry_point(tmp_path, capsys):
     """It used to train nothing, export and exit 0."""
-    proc = run_cli([sys.executable, str(ROOT / "train_models.py"), "data=synthetic", "logger=none",
-                    "trainer.max_epochs=0", f"hydra.run.dir={tmp_path / 'run'}"])
-    assert one_line(proc) == "error: trainer.max_epochs=0: expected >= 1 (the number of epochs to train)"
+    line = refused_by_the_entry_point(tmp_path / "run", capsys, ["trainer.max_epochs=0"])
+    assert line == "error: trainer.max_epochs=0: expected >= 1 (the number of epochs to train)"
     assert outputs(tmp_path / "run") == []
 
 
@@ -77,11 +92,9 @@ def test_attack_keys_that_would_be_ignored_refused(tmp_path, overrides, line):
     ("optimizer._target_=torch.optim.Adamm",
      "error: optimizer._target_='torch.optim.Adamm': no such class or function (check its module path)"),
 ])
-def test_hydra_and_device_failures_in_one_line(tmp_path, override, line):
+def test_hydra_and_device_failures_in_one_line(tmp_path, capsys, override, line):
     import torch
 
     if override == "trainer=gpu" and torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    proc = run_cli([sys.executable, str(ROOT / "train_models.py"), "data=synthetic", "logger=none",
-                    "trainer.max_epochs=1", override, f"hydra.run.dir={tmp_path / 'run'}"])
-    assert one_line(proc) == line
+    assert refused_by_the_entry_point(tmp_path / "run", capsys, [override]) == line
