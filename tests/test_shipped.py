@@ -92,7 +92,8 @@ def test_walkthrough_notebook_runs_on_a_run(demo_run):
     nb = nbformat.read(ROOT / "notebooks" / "walkthrough.ipynb", as_version=4)
     os.environ["SEGATTACK_RUN_DIR"] = str(out)
     try:
-        NotebookClient(nb, timeout=120, kernel_name="python3",
+        NotebookClient(nb, timeout=600,  # a hang guard: cells may be slow on a busy machine
+                       kernel_name="python3",
                        resources={"metadata": {"path": str(ROOT)}}).execute()
     finally:
         del os.environ["SEGATTACK_RUN_DIR"]
