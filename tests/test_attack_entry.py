@@ -257,8 +257,7 @@ def test_universal_attack_under_ddp_syncs_metrics(trained_weights, tmp_path):
 
     attack(tmp_path / "single", *common, f"perturbation={tmp_path / 'ddp' / 'perturbation.safetensors'}")
     single = read_metrics(tmp_path / "single")
-    for key, value in single["per_model"]["enet"].items():
-        assert m["per_model"]["enet"][key] == pytest.approx(value, abs=1e-6), key
+    assert_same_numbers(m["per_model"]["enet"], single["per_model"]["enet"], 1e-6, "enet")
 
 
 def test_target_fields_of_metrics_json():
