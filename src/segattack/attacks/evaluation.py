@@ -181,19 +181,18 @@ class AttackEvaluation(nn.Module):
             rows.append(row + (won[:1] or [None]) if self.members else row)
         return header, rows
 
-    def intervals(self) -> tuple[dict[str, list[float] | None], dict[str, list[float] | None]]:
+    def intervals(self, cols: dict[str, torch.Tensor]
+                  ) -> tuple[dict[str, list[float] | None], dict[str, list[float] | None]]:
         """95% bootstrap intervals over images: per model asr, joint asr_all."""
-        _, cols = self.image_rows()
         per_model = {m: bootstrap_ratio(cols[f"{m}/adv_success"].numpy(), cols[f"{m}/n_scored"].numpy(),
                                         self.seed) for m in self.eval_models}
         joint = bootstrap_ratio(cols["joint/all_success"].numpy(), cols["joint/n_scored"].numpy(),
                                 self.seed)
         return per_model, {"asr_all": joint}
 
-    def adv_intervals(self, m: str) -> dict:
+    def adv_intervals(self, m: str, cols: dict[str, torch.Tensor]) -> dict:
         """95% bootstrap intervals over images of model ``m``'s adversarial pixel accuracy, mIoU
         and per-class IoU (the images resampled with all their pixels)."""
-        _, cols = self.image_rows()
         tp = torch.stack([cols[f"{m}/adv_tp/{c}"] for c in range(self.num_classes)], 1).numpy()
         union = torch.stack([cols[f"{m}/adv_union/{c}"] for c in range(self.num_classes)], 1).numpy()
         miou_ci, class_ci = bootstrap_miou(tp, union, self.seed)
@@ -203,12 +202,11 @@ class AttackEvaluation(nn.Module):
         return {"adv_accuracy_ci95": bootstrap_ratio(tp.sum(1), valid, self.seed),
                 "adv_miou_ci95": miou_ci, "adv_iou_per_class_ci95": class_ci}
 
-    def member_results(self) -> dict:
+    def member_results(self, cols: dict[str, torch.Tensor]) -> dict:
         """An ensemble's members: per member, the images it attacked and won, and its success
         rate over the valid pixels of the area of the images it attacked (empty: no ensemble)."""
         if not self.members:
             return {}
-        _, cols = self.image_rows()
         valid, out = cols["valid"], []
         for i, label in enumerate(self.members):
             ran = cols[f"member/{i}/fooled"] >= 0
@@ -224,7 +222,8 @@ class AttackEvaluation(nn.Module):
         """per_model, joint and perturbation blocks of metrics.json (plain floats; a rate with
         nothing to count is None, with a warning line)."""
         per_model, empty = {}, []
-        model_ci, joint_ci = self.intervals()
+        _, cols = self.image_rows()  # every process's per-image counts, gathered once
+        model_ci, joint_ci = self.intervals(cols)
         for m in self.eval_models:
             rates = {k: _value(v) for k, v in self.rates[m].compute().items()}
             counts = self.rates[m].counts()
@@ -234,7 +233,7 @@ class AttackEvaluation(nn.Module):
                             "asr_ci95": model_ci[m], "clean_accuracy": _value(clean["accuracy"]),
                             "adv_accuracy": _value(adv["accuracy"]),
                             "adv_iou_per_class": [_value(v) for v in adv["per_class"]],
-                            **self.adv_intervals(m)}
+                            **self.adv_intervals(m, cols)}
             if counts["n_scored"] == 0:
                 empty.append(m)
         joint = {k: _value(v) for k, v in self.joint.compute().items()}
@@ -243,7 +242,7 @@ class AttackEvaluation(nn.Module):
             what = "pixel with a goal" if self.targeted else "valid pixel"
             warn(f"the area holds no {what} in any evaluated image: asr and the rates over the "
                  f"area are null for {', '.join(empty)} (nothing to count; check area/region)")
-        return {"per_model": per_model, "joint": joint, **self.member_results(),
+        return {"per_model": per_model, "joint": joint, **self.member_results(cols),
                 "perturbation": {k: float(v) for k, v in self.size.compute().items()},
                 **({"steps_per_image": float(self.steps_used.compute())}
                    if self.steps_used.update_count else {})}
