@@ -89,8 +89,7 @@ class AttackEvaluation(nn.Module):
                       [f"joint/{c}" for c in JOINT_COUNTS] + \
                       [f"{m}/adv_{k}/{c}" for m in self.eval_models for k in ("tp", "union")
                        for c in range(num_classes)] + \
-                      ["valid"] + [f"member/{i}/{k}" for i in range(len(self.members))
-                                   for k in ("won", "fooled")]
+                      ["valid", "winner"] + [f"member/{i}/fooled" for i in range(len(self.members))]
         self.per_image = PerImageCounts(self.fields)
         self.num_figures = num_figures
         self.figure_samples: list[dict] = []
@@ -127,10 +126,10 @@ class AttackEvaluation(nn.Module):
             counts.update({f"{m}/adv_tp/{c}": tp[:, c] for c in range(self.num_classes)})
             counts.update({f"{m}/adv_union/{c}": union[:, c] for c in range(self.num_classes)})
         counts["valid"] = (area & (y != IGNORE_INDEX)).flatten(1).sum(1)
-        none = torch.full_like(counts["valid"], -1)  # a saved set evaluated: no member ran
+        none = torch.full_like(counts["valid"], -1)  # no ensemble, or a saved set: no member ran
+        counts["winner"] = none if winner is None else winner
         for i in range(len(self.members)):
-            counts[f"member/{i}/won"] = (winner == i).long() if winner is not None else none + 1
-            counts[f"member/{i}/fooled"] = member_counts[i] if member_counts is not None else none
+            counts[f"member/{i}/fooled"] = none if member_counts is None else member_counts[i]
         clean_k = torch.stack([clean[k] for k in self.source_models])
         adv_k = torch.stack([adv[k] for k in self.source_models])
         self.joint.update(adv_k, y, area, goal, clean_k, has_goal)
@@ -177,8 +176,8 @@ class AttackEvaluation(nn.Module):
             row = [i] + [_value(per_model[m][key][j]) for m in self.eval_models
                          for _, key in PER_IMAGE_RATES]
             row += [_value(joint["asr_all"][j]), _value(joint["asr_all_on_correct"][j])]
-            won = [label for k, label in enumerate(self.members) if cols[f"member/{k}/won"][j]]
-            rows.append(row + (won[:1] or [None]) if self.members else row)
+            winner = int(cols["winner"][j])
+            rows.append(row + [self.members[winner] if winner >= 0 else None] if self.members else row)
         return header, rows
 
     def intervals(self, cols: dict[str, torch.Tensor]
@@ -210,7 +209,7 @@ class AttackEvaluation(nn.Module):
         valid, out = cols["valid"], []
         for i, label in enumerate(self.members):
             ran = cols[f"member/{i}/fooled"] >= 0
-            won = int(cols[f"member/{i}/won"].sum())
+            won = int((cols["winner"] == i).sum())
             scored = int(valid[ran].sum())
             out.append({"attack": label, "images_attacked": int(ran.sum()), "images_won": won,
                         "share_won": won / max(len(valid), 1),

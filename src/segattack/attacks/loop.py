@@ -131,7 +131,7 @@ def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations
     count = torch.full_like(total, -1)
     steps_used = torch.zeros_like(total)
     winner = torch.zeros_like(total)
-    member_counts = torch.full((len(spec.members), len(total)), -1, dtype=total.dtype)
+    member_counts = torch.full((len(spec.members), len(total)), -1, dtype=total.dtype, device=total.device)
     for i, (member, perturbation) in enumerate(zip(spec.members, perturbations)):
         todo = (count < total) if spec.skip_fooled else torch.ones_like(total, dtype=torch.bool)
         rows = todo.nonzero().flatten()  # one host sync per member, none per step
