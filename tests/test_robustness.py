@@ -72,6 +72,22 @@ def test_ensemble_keeps_the_worst_case_and_skips_fooled_images(trained_models, s
     assert (steps <= 6).all() and (steps[~ran[1]] <= 3).all()  # a skipped image costs nothing more
 
 
+def test_warm_started_members_never_start_below_the_worst_case_so_far(trained_models):
+    dm = synthetic(num_val=8)
+    x, y = next(iter(dm.dataloader("val", train=False)))
+    members = "attack.members=[{attack: pgd},{attack: apgd, loss: js},{attack: padam, loss: ce}]"
+    module = make_module({"enet": trained_models["enet"]}, "attack=ensemble", members,
+                         "attack.steps=2", "eps=8/255", "region=full", "attack.skip_fooled=false",
+                         "attack.warm_start=true")
+    batch = prepare_batch(module.spec, module.objective, x, y, torch.arange(len(y)))
+    result = module.craft(batch)
+    counts = result.member_counts
+    # each member scores its start, the worst case so far: its best can only be at least that
+    assert (counts[1] >= counts[0]).all() and (counts[2] >= counts[:2].max(0).values).all()
+    assert torch.equal(result.count, counts[-1])
+    assert (result.x_adv - x).abs().max() <= 8 / 255 + 1e-6
+
+
 def test_robustness_task_runs_every_eps_on_the_same_images(tmp_path):
     out = tmp_path / "run"
     members = "attack.members=[{attack: tanh},{attack: pgd, loss: segpgd, name: segpgd}]"

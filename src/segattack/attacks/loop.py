@@ -66,17 +66,18 @@ class PerImageResult:
 
 def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation: Perturbation,
                        batch: AttackBatch, generator: torch.Generator,
-                       need_count: bool = False) -> PerImageResult:
+                       need_count: bool = False, start: torch.Tensor | None = None) -> PerImageResult:
     """Optimise a perturbation for ``batch``: the best iterate (``spec.best``) or the last one.
     ``batch.mask``/``batch.placement`` say where delta may be non-zero, ``batch.area`` where
     success counts. A non-finite loss stops the run (no garbage results), checked once after
     the loop. ``need_count``: score the result even when it is the last iterate (an ensemble
-    compares). The objective's models are only read: callers freeze their parameters
+    compares). ``start``: the first ``w`` instead of the perturbation's own initialisation (an
+    ensemble member warm-started from the worst case so far). The objective's models are only read: callers freeze their parameters
     (``requires_grad``) for the crafting, as ``PerturbationModule`` does.
     """
     x = batch.x
     bounds = perturbation.feasible_bounds(x)
-    w = perturbation.initial_w(x.shape, generator)
+    w = perturbation.initial_w(x.shape, generator) if start is None else start.clone()
     perturbation.project_(w, bounds)
     w.requires_grad_(True)
     opt = spec.optimizer([w])
@@ -124,6 +125,8 @@ def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations
     """Each member attack in turn (its own loss settings); per image, the adversarial image with
     the most success (the first member wins a tie). With ``spec.skip_fooled`` a member only
     attacks the images whose every valid pixel is not yet fooled (the others cannot get worse).
+    With ``spec.warm_start`` every member after the first starts from the image's worst case so
+    far instead of its own initialisation (the budget adds up in depth as well as in diversity).
     ``on_member`` is told each member's label as it starts (the progress bar)."""
     valid = batch.area & (batch.y != IGNORE_INDEX)
     total = valid.flatten(1).sum(1)
@@ -140,8 +143,9 @@ def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations
         if on_member is not None:
             on_member(member.label)
         sub = batch if len(rows) == len(total) else batch.select(rows)
+        start = perturbation.w_of(sub.x, x_adv[rows]) if spec.warm_start and i > 0 else None
         r = optimise_per_image(member, objective.for_spec(member), perturbation, sub, generator,
-                               need_count=True)
+                               need_count=True, start=start)
         better = r.count > count[rows]
         x_adv[rows] = torch.where(better.view(-1, 1, 1, 1), r.x_adv, x_adv[rows])
         winner[rows] = torch.where(better, i, winner[rows])

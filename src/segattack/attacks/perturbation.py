@@ -51,6 +51,10 @@ class Perturbation:
             u = torch.zeros(tuple(shape))
         return self.noise.inverse(u)
 
+    def w_of(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        """A per-image ``w`` that makes ``x_adv`` from ``x`` (a warm start from an earlier result)."""
+        return self.noise.inverse(((x_adv - x) / self.eps).clamp(-1, 1))
+
     def delta(self, w: torch.Tensor, mask: torch.Tensor, placement) -> torch.Tensor:
         """(B, 3, H, W) per-image perturbation for a batch whose region is ``mask``/``placement``."""
         return self.region.paste(self.noise(w, self.eps), mask, placement)

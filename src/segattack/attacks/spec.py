@@ -54,7 +54,8 @@ class AttackSpec:
         best: report each image's best iterate (else the last). early_stop: stop a batch once
             every valid pixel of the area is fooled on every attacked model.
         members: an ensemble's attacks, run one after the other per image (the worst case is
-            kept); skip_fooled: a member leaves out the images already wholly fooled.
+            kept); skip_fooled: a member leaves out the images already wholly fooled;
+            warm_start: a member starts from the worst case so far (not the first member).
         label: how reports name the attack (an ensemble member's ``name``, else method:loss).
     """
 
@@ -85,6 +86,7 @@ class AttackSpec:
     early_stop: bool = True
     members: tuple[AttackSpec, ...] = ()
     skip_fooled: bool = True
+    warm_start: bool = False
     label: str = ""
 
     @property
@@ -151,7 +153,8 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
                         for m in a.members)
         return dataclasses.replace(members[0], method=a.method, members=members,
                                    steps=sum(m.steps for m in members),
-                                   skip_fooled=bool(a.get("skip_fooled", True)), label=a.method)
+                                   skip_fooled=bool(a.get("skip_fooled", True)),
+                                   warm_start=bool(a.get("warm_start", False)), label=a.method)
     optimizer = instantiate(a.optimizer)
     if cfg.mode == "universal" and getattr(getattr(optimizer, "func", None), "wants_loss", False):
         raise ConfigError(f"attack={a.method} runs per image (its steps follow each image's loss): "

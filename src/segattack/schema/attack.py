@@ -94,6 +94,7 @@ class Attack(PartSettings):
     early_stop: bool
     members: Annotated[list[dict[str, Any]], Field(min_length=1)] | None = None
     skip_fooled: bool = True
+    warm_start: bool = False
     optimizer: Partial
 
     @field_validator("method")
