@@ -135,6 +135,8 @@ def main():
                         "NAME=OVERRIDE,OVERRIDE... for another setting")
     p.add_argument("--steps", nargs="+", type=int, default=None)
     p.add_argument("--images", type=int, default=None)
+    p.add_argument("--eps", nargs="+", type=int, default=None, metavar="K",
+                   help="eps values in 1/255 (default: the size's)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--no-torchattacks", action="store_true",
                    help="skip the torchattacks PGD reference (it costs as much as a contender)")
@@ -161,6 +163,7 @@ def main():
     conf["defended"] = args.defended
     conf["images"] = args.images or conf["images"]
     conf["steps"] = args.steps or conf["steps"]
+    conf["eps"] = [k / 255 for k in args.eps] if args.eps else conf["eps"]
     data = args.data or ("camvid" if (C.CAMVID / "val").is_dir() else "sample")
     conf["data"] = "synthetic" if args.quick else data
     x, y = load_images(conf["images"], data, args.quick)
@@ -200,7 +203,8 @@ def main():
                         overrides = [*contenders_all[contender], *REGIONS[region],
                                      *(["region.size=[48,64]"] if args.quick and region == "box" else [])]
                         # the protocol's members share the budget
-                        per_member = max(1, steps // protocol_members()) if contender == PROTOCOL else steps
+                        protocol = "experiment=robustness" in contenders_all[contender]
+                        per_member = max(1, steps // protocol_members()) if protocol else steps
                         r = run_point(chosen, loader_batches, overrides, eps, per_member, num_classes)
                         points[key] = {"case": case, "region": region, "contender": contender,
                                        "eps": eps, "steps": steps, **r}
