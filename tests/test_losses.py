@@ -120,6 +120,13 @@ def test_margin_kappa_keeps_pulling_a_barely_fooled_pixel():
     assert model_loss(LOGITS, LABELS, AREA, goal=goal, loss="margin", kappa=1.0).item() == pytest.approx((2.0 - 1.0) / 2)
 
 
+@pytest.mark.parametrize("step, steps, expected", [(0, 10, "masked_ce"), (4, 10, "masked_ce"),
+                                                  (5, 10, "margin"), (0, 1, "margin")])
+def test_ce_margin_is_masked_ce_for_the_first_half_then_the_margin(step, steps, expected):
+    value = loss_of("ce_margin", step=step, steps=steps)
+    assert value == pytest.approx(loss_of(expected), rel=1e-5)
+
+
 @pytest.mark.parametrize("name", LOSSES.choices())
 def test_every_loss_pulls_towards_success(name):
     """One gradient step on the logits lowers the label's probability (untargeted) and raises
