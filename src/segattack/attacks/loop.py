@@ -72,8 +72,9 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
     success counts. A non-finite loss stops the run (no garbage results), checked once after
     the loop. ``need_count``: score the result even when it is the last iterate (an ensemble
     compares). ``start``: the first ``w`` instead of the perturbation's own initialisation (an
-    ensemble member warm-started from the worst case so far). The objective's models are only read: callers freeze their parameters
-    (``requires_grad``) for the crafting, as ``PerturbationModule`` does.
+    ensemble member warm-started from the worst case so far). The objective's models are only
+    read: callers freeze their parameters (``requires_grad``) for the crafting, as
+    ``PerturbationModule`` does.
     """
     x = batch.x
     bounds = perturbation.feasible_bounds(x)
