@@ -11,11 +11,13 @@ from .base import LOSSES
 from .margin import Margin
 from .masked_ce import MaskedCrossEntropy
 
+MASKED_CE = MaskedCrossEntropy()  # settings-free: one instance serves every step
+
 
 @LOSSES.register("ce_margin")
 @dataclass(frozen=True)
 class MaskedCEThenMargin(Margin):
     def term(self, logits, inputs):
         if inputs.step < inputs.steps // 2:
-            return MaskedCrossEntropy().term(logits, inputs)
+            return MASKED_CE.term(logits, inputs)
         return super().term(logits, inputs)
