@@ -70,6 +70,19 @@ def test_masked_ce_pulls_only_pixels_not_yet_fooled():
     assert loss_of("masked_ce") == pytest.approx(-CE0 / 2, rel=1e-5)
 
 
+def test_masked_ce_kappa_keeps_pulling_a_barely_fooled_pixel():
+    # pixel 1 is fooled by a margin of 3: with kappa 5 it still pulls, with kappa 1 it is done
+    assert loss_of("masked_ce", kappa=5.0) == pytest.approx(-(CE0 + CE1) / 2, rel=1e-5)
+    assert loss_of("masked_ce", kappa=1.0) == pytest.approx(-CE0 / 2, rel=1e-5)
+    # targeted to class 1: pixel 1 is at its goal by 3 logits, pixel 0 not (CE to class 1 each)
+    goal = torch.ones(1, 1, 2, dtype=torch.long)
+    to_1 = [math.log(math.exp(2) + 2), math.log(2 + math.exp(3)) - 3]
+    assert model_loss(LOGITS, LABELS, AREA, goal=goal, loss="masked_ce", kappa=5.0).item() == \
+        pytest.approx(sum(to_1) / 2, rel=1e-5)
+    assert model_loss(LOGITS, LABELS, AREA, goal=goal, loss="masked_ce", kappa=1.0).item() == \
+        pytest.approx(to_1[0] / 2, rel=1e-5)
+
+
 @pytest.mark.parametrize("step, steps", [(0, 10), (5, 10), (10, 10)])
 def test_segpgd_weights_fooled_pixels_by_lambda_t(step, steps):
     lam = step / (2 * steps)
@@ -123,8 +136,9 @@ def test_margin_kappa_keeps_pulling_a_barely_fooled_pixel():
 @pytest.mark.parametrize("step, steps, expected", [(0, 10, "masked_ce"), (4, 10, "masked_ce"),
                                                   (5, 10, "margin"), (0, 1, "margin")])
 def test_ce_margin_is_masked_ce_for_the_first_half_then_the_margin(step, steps, expected):
-    value = loss_of("ce_margin", step=step, steps=steps)
-    assert value == pytest.approx(loss_of(expected), rel=1e-5)
+    for kappa in (0.0, 5.0):  # both halves honour kappa
+        value = loss_of("ce_margin", step=step, steps=steps, kappa=kappa)
+        assert value == pytest.approx(loss_of(expected, kappa=kappa), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", LOSSES.choices())

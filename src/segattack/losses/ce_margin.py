@@ -1,7 +1,8 @@
 """``ce_margin``: SEA's masked cross-entropy for the first half of the steps, then the logit
-margin (capped at ``kappa``). On adversarially trained models the masked CE's weight on pixels
-near the boundary is the stronger start at small eps, the margin's even push over every pixel not
-yet done the stronger finish at large eps (docs/performance.md, "Defended models")."""
+margin (both stop pulling a pixel kappa logits past the boundary). On adversarially trained
+models the masked CE's weight on pixels near the boundary is the stronger start at small eps,
+the margin's even push over every pixel not yet done the stronger finish at large eps
+(docs/performance.md, "Defended models")."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ from dataclasses import dataclass
 
 from .base import LOSSES
 from .margin import Margin
-from .masked_ce import MaskedCrossEntropy
-
-MASKED_CE = MaskedCrossEntropy()  # settings-free: one instance serves every step
+from .masked_ce import masked_cross_entropy
 
 
 @LOSSES.register("ce_margin")
@@ -19,5 +18,5 @@ MASKED_CE = MaskedCrossEntropy()  # settings-free: one instance serves every ste
 class MaskedCEThenMargin(Margin):
     def term(self, logits, inputs):
         if inputs.step < inputs.steps // 2:
-            return MASKED_CE.term(logits, inputs)
+            return masked_cross_entropy(logits, inputs, self.kappa)
         return super().term(logits, inputs)
