@@ -91,3 +91,13 @@ def test_attack_strength_defended_case_runs_every_contender(tmp_path):
     assert {r["steps"] for r in rows} == {8, 16} and all(0 <= r["asr"] <= 1 for r in rows)
     protocol = [r for r in rows if r["contender"].startswith("protocol")]
     assert all(r["steps_per_image"] <= r["steps"] for r in protocol)  # members share the budget
+
+
+def test_protocol_throughput_times_the_protocol_and_each_member(tmp_path):
+    data = run_benchmark("protocol_throughput", tmp_path)
+    assert set(data["times"]) == {"protocol", *data["counts"]} and len(data["times"]) == 9
+    assert data["ratio"] > 0
+    # the protocol's first member draws the same start as that member alone: the worst case
+    # over all members fools at least as many pixels per image
+    first = data["counts"][data["first_member"]]
+    assert all(p >= f for p, f in zip(data["counts"]["protocol"], first))
