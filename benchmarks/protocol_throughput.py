@@ -4,9 +4,9 @@ The same batch, the same members and steps: the ensemble loop (every member in t
 per-image worst-case bookkeeping, warm starts) against each member's own per-image loop, timed
 interleaved on the defended ENet. No image is skipped and no batch stops early
 (``attack.skip_fooled=false``, ``attack.early_stop=false``), so both do the same forward and
-backward passes; "ratio" is the sum of the members' times over the protocol's (the issue's goal:
-at least 0.95, i.e. the bookkeeping costs at most 5%). Only the crafting is timed (no Trainer,
-no evaluation), the part the two differ in.
+backward passes; "ratio" is the sum of the members' times over the protocol's (the aim: at
+least 0.95, the bookkeeping costing at most 5%). Only the crafting is timed (no Trainer, no
+evaluation), the part the two differ in.
 
 Sizes: default 1 CamVid sample image, 4 steps per member, eps 4/255, 3 repeats;
 --full 2 images, 10 steps; --quick: 96x128 synthetic, 1 step, 1 repeat.
