@@ -24,6 +24,7 @@ from segattack.attacks.loop import BestIterate
 from segattack.attacks.optim import APGD, SignGradient
 from segattack.attacks.perturbation import Perturbation
 from segattack.errors import ConfigError
+from segattack.files.weights import save_weights
 from segattack.losses import LOSSES
 from segattack.noise import NOISE_FUNCTIONS
 from segattack.regions import FullRegion
@@ -255,6 +256,26 @@ def test_pgd_default_and_the_classical_pgd_of_the_baselines():
     assert classic.optimizer.keywords["momentum"] == 0
     mifgsm = attack_spec(["attack=ifgsm", "region=full", "attack.optimizer.momentum=0.9"])
     assert mifgsm.optimizer.keywords["momentum"] == 0.9  # I-FGSM's key exists: MI-FGSM by one override
+
+
+def test_pgd_default_loss_follows_the_models_threat_model(tmp_path):
+    """loss=auto: the margin on clean models, the masked CE (kappa 1) as soon as one source
+    model's weights record adversarial training; a loss given by hand wins."""
+    margin, masked_ce = LOSSES.build("margin", {"kappa": 1.0}), LOSSES.build("masked_ce", {"kappa": 1.0})
+    assert attack_spec(["attack=pgd", "region=full"], sources=("enet",)).loss == margin
+    assert attack_spec(["attack=pgd", "region=full"], sources=("enet_robust",)).loss == masked_ce
+    assert attack_spec(["attack=pgd", "region=full"], sources=("enet", "erfnet_robust")).loss == masked_ce
+    assert attack_spec(["attack=pgd", "region=full", "attack.loss=margin"], sources=("enet_robust",)).loss == margin
+    # any weights file: its metadata decides, not its name
+    model = tiny_model()
+    meta = dict(architecture="enet", num_classes=NUM_CLASSES, class_names=[str(c) for c in range(NUM_CLASSES)],
+                input_size=list(TRAIN_SIZE))
+    clean = save_weights(model, tmp_path / "clean.safetensors", **meta)
+    robust = save_weights(model, tmp_path / "robust.safetensors", **meta,
+                          adversarial={"method": "pgd", "eps": 4 / 255, "steps": 3, "loss": "segpgd"})
+    for path, loss in ((clean, margin), (robust, masked_ce)):
+        spec = attack_spec(["attack=pgd", "region=full", f"+weights.mine={path}"], sources=("mine",))
+        assert (spec.loss, spec.label) == (loss, f"pgd:{loss.name}")
 
 
 def test_benchmark_references_stay_classical_whatever_pgds_default(monkeypatch):

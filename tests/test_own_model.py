@@ -84,6 +84,14 @@ def test_api_universal_perturbation_and_loader():
     assert result.metrics["per_model"]["model"]["pixels_in_area"] == 4 * 16 * 24
 
 
+def test_api_default_loss_ignores_the_shipped_weights_of_a_models_name():
+    """A module handed to the API records no adversarial training, whatever its name: PGD's
+    ``auto`` loss is the clean default; ``loss=`` chooses another."""
+    clean = segattack.Attack({"enet_robust": make_unet()}).spec(TRAIN_SIZE, NUM_CLASSES).loss.name
+    chosen = segattack.Attack({"enet_robust": make_unet()}, loss="masked_ce").spec(TRAIN_SIZE, NUM_CLASSES)
+    assert (clean, chosen.loss.name) == ("margin", "masked_ce")
+
+
 def test_api_refuses_a_bad_key_in_one_line():
     with pytest.raises(ConfigError, match=r"^eps=2: expected 0 < eps <= 1"):
         segattack.Attack(make_unet(), eps=2)

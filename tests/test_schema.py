@@ -52,7 +52,7 @@ ATTACK_CASES = {
     "choice": [
         (["task=atack"], "task='atack': expected one of ['attack', 'transfer', 'robustness']"),
         (["mode=uni"], "mode='uni': expected one of ['per_image', 'universal']"),
-        (["attack.loss=hinge"], f"attack.loss='hinge': expected one of {list(LOSSES.choices())}"),
+        (["attack.loss=hinge"], f"attack.loss='hinge': expected one of {[*LOSSES.choices(), 'auto']}"),
         (["attack.schedule=linear"], "attack.schedule='linear': expected one of ['constant', 'cosine', 'step']"),
         (["attack.balance=mean"], "attack.balance='mean': expected one of ['sum', 'normalized']"),
         (["attack.method=nope"], f"attack.method='nope': expected one of {ATTACK_METHODS}"),

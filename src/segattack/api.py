@@ -80,7 +80,8 @@ class Attack:
         seed: of the random start and random boxes, as ``seed=`` of ``attack.py``.
         keep_images: return ``x_adv`` (False for a large loader: metrics only).
         overrides: further ``attack.py`` overrides, e.g. ``["attack.optimizer.momentum=0"]``.
-        **attack_keys: keys of ``configs/attack_common.yaml``, e.g. ``loss="ce"``,
+        **attack_keys: keys of ``configs/attack_common.yaml``, e.g. ``loss="masked_ce"`` (the
+            strongest measured on adversarially trained models; PGD's default is the margin),
             ``targeted=True, target_class=3``, ``schedule="constant"``, ``best=False``.
 
     Raises:
@@ -189,6 +190,10 @@ def attack_config(sources, others, eps, steps, method, mode, region, area, seed,
             if key not in cfg.attack:
                 raise ConfigError(f"{key}=: not a key of an attack (expected one of {sorted(cfg.attack)})")
             cfg.attack[key] = value
+        if cfg.attack.get("loss") == "auto":  # these modules record no adversarial training
+            from .attacks.spec import AUTO_LOSS
+
+            cfg.attack.loss = AUTO_LOSS["clean"]
     check_attack_config(cfg)
     return cfg
 

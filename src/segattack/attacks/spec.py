@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,14 @@ from omegaconf import OmegaConf, open_dict
 
 from ..errors import ConfigError
 from ..losses import LOSSES, Loss
+from ..models.loading import trained_against
 from ..noise import NOISE_FUNCTIONS, NoiseFunction
 from ..regions import Region
 from ..schedules import SCHEDULES, Schedule
 from ..schema import check_attack_config
 from .regions import build_region
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,22 @@ def member_label(spec: AttackSpec, member) -> AttackSpec:
     return dataclasses.replace(spec, label=member.get("name") or f"{spec.method}:{spec.loss.name}")
 
 
+# attack.loss=auto (PGD's default): the strongest loss measured on each kind of model
+# (docs/performance.md): the margin on clean models, the masked CE on adversarially trained ones.
+AUTO_LOSS = {"clean": "margin", "defended": "masked_ce"}
+
+
+def chosen_loss(cfg, sources) -> str:
+    """``attack.loss``, with ``auto`` resolved: the defended loss as soon as one source model's
+    weights record adversarial training (``trained_against``), else the clean one."""
+    if cfg.attack.loss != "auto":
+        return cfg.attack.loss
+    defended = [name for name in sources if trained_against(cfg, name)]
+    if defended:
+        log.info("attack.loss=auto: %s, as %s was adversarially trained", AUTO_LOSS["defended"], defended[0])
+    return AUTO_LOSS["defended" if defended else "clean"]
+
+
 def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
     """The ``AttackSpec`` of a composed attack config; every check of its keys happens here."""
     checked = check_attack_config(cfg)  # types, ranges, choices, checks across keys
@@ -163,6 +183,7 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
     evaluated = sources + tuple(m for m in checked.eval_models if m not in sources)
     region = build_region(cfg.region, image_size, num_classes, cfg.seed, "region")
     area = build_region(cfg.area, image_size, num_classes, cfg.seed, "area") if cfg.area else None
+    loss = chosen_loss(cfg, sources)
     return AttackSpec(
         method=a.method, noise=NOISE_FUNCTIONS.build(a.noise, checked.attack), init=a.init, optimizer=optimizer, eps=checked.eps,
         steps=a.steps, mode=cfg.mode, region=region, area=area,
@@ -171,6 +192,6 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
         label_source=a.label_source, keep_weight=float(a.keep_weight),
         norm_weight=float(a.norm_weight),
         lambdas={k: float((a.lambdas or {}).get(k, 1.0)) for k in sources},
-        seed=cfg.seed, num_figures=cfg.num_figures, loss=LOSSES.build(a.loss, checked.attack),
+        seed=cfg.seed, num_figures=cfg.num_figures, loss=LOSSES.build(loss, checked.attack),
         balance=a.balance, schedule=SCHEDULES.build(a.schedule, checked.attack), best=a.best,
-        early_stop=a.early_stop, label=f"{a.method}:{a.loss}")
+        early_stop=a.early_stop, label=f"{a.method}:{loss}")

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from ..config import load_group_option
 from ..errors import ConfigError, WeightsError
 from ..files.checkpoint import is_checkpoint, load_checkpoint_model
-from ..files.weights import load_weights
+from ..files.weights import load_weights, read_metadata
 from .own import load_own_model
 from .wrapper import NormalizedModel
 
@@ -46,6 +46,23 @@ def weights_path(cfg: DictConfig, name: str) -> Path | None:
     if not model_cfg.get("weights"):
         raise ConfigError(f"weights.{name}: configs/model/{name}.yaml names no weights; give weights.{name}=PATH")
     return Path(model_cfg.weights)
+
+
+def trained_against(cfg: DictConfig, name: str) -> dict | None:
+    """The threat model the weights file of ``name`` says it was adversarially trained against
+    (its ``adversarial`` metadata, ``train_models.py``); None for a clean model and for one whose
+    weights are not a readable segattack weights file (a checkpoint, an own model's file: the
+    loader reports a broken file when it loads it)."""
+    try:
+        path = weights_path(cfg, name)
+    except ConfigError:  # a model the config does not name (the Python API's own modules)
+        return None
+    if path is None or own_entry(cfg, name) is not None or is_checkpoint(path) or not path.is_file():
+        return None
+    try:
+        return read_metadata(path).get("adversarial")
+    except WeightsError:
+        return None
 
 
 def architecture_of(cfg: DictConfig, name: str) -> str | None:

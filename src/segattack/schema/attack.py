@@ -87,7 +87,7 @@ class Attack(PartSettings):
     keep_weight: NonNegFloat
     norm_weight: NonNegFloat
     lambdas: dict[str, NonNegFloat] | None = None
-    loss: Literal[LOSSES.choices()]
+    loss: Literal[(*LOSSES.choices(), "auto")]  # auto: attacks/spec.py, AUTO_LOSS
     balance: Literal["sum", "normalized"]
     schedule: Literal[SCHEDULES.choices()]
     best: bool
