@@ -152,7 +152,7 @@ def main():
         p.error(f"--cases {unknown[0]}: expected some of {list(cases_all)}")
     C.setup(args, SCRIPT)
     if args.defended:
-        conf = C.settings(args, quick={"images": 2, "steps": [8, 16], "eps": [4 / 255]},
+        conf = C.settings(args, quick={"images": 2, "steps": [9, 18], "eps": [4 / 255]},
                           default={"images": 8, "steps": [10, 100], "eps": [4 / 255]},
                           full={"images": 24, "steps": [10, 30, 100, 300], "eps": [4 / 255, 8 / 255]})
     else:

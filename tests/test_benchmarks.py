@@ -88,14 +88,15 @@ def test_attack_strength_defended_case_runs_every_contender(tmp_path):
     rows = data["rows"]
     assert {r["contender"] for r in rows} >= {"pgd (default)", "apgd masked_ce", "padam cosine",
                                                "protocol (experiment=robustness)"}
-    assert {r["steps"] for r in rows} == {8, 16} and all(0 <= r["asr"] <= 1 for r in rows)
+    assert {r["steps"] for r in rows} == {9, 18} and all(0 <= r["asr"] <= 1 for r in rows)
     protocol = [r for r in rows if r["contender"].startswith("protocol")]
     assert all(r["steps_per_image"] <= r["steps"] for r in protocol)  # members share the budget
 
 
 def test_protocol_throughput_times_the_protocol_and_each_member(tmp_path):
     data = run_benchmark("protocol_throughput", tmp_path)
-    assert set(data["times"]) == {"protocol", *data["counts"]} and len(data["times"]) == 9
+    members = data["settings"]["members"]
+    assert set(data["times"]) == {"protocol", *data["counts"]} and len(data["times"]) == members + 1
     assert data["ratio"] > 0
     # the protocol's first member draws the same start as that member alone: the worst case
     # over all members fools at least as many pixels per image
