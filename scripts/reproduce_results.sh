@@ -17,20 +17,19 @@ OUT=${1:-outputs/results}
 LOCAL_LIMIT=${LOCAL_LIMIT-24}
 PRECISION=${PRECISION:-bf16-mixed}
 ONLY=${ONLY:-}
-COMMON=(logger=csv "trainer.precision=$PRECISION")
 LIMIT=()
 [ -n "$LOCAL_LIMIT" ] && LIMIT=("data.limit=$LOCAL_LIMIT")
 
 run() {  # run NAME OVERRIDES...: one attack.py run into OUT/NAME, unless it is already there
-    local name=$1; shift
+    local name=$1; shift                  # (RUN_PRECISION=...: this run's precision instead)
     if [ -n "$ONLY" ] && ! [[ $name =~ $ONLY ]]; then
         echo "== $name: not in ONLY"; return
     fi
-    if [ -f "$OUT/$name/metrics.json" ] || [ -f "$OUT/$name/transfer.json" ]; then
+    if [ -f "$OUT/$name/metrics.json" ] || [ -f "$OUT/$name/transfer.json" ] || [ -f "$OUT/$name/robustness.json" ]; then
         echo "== $name: done already"; return
     fi
     echo "== $name: python attack.py $*"
-    python attack.py "$@" "${COMMON[@]}" "hydra.run.dir=$OUT/$name" name="$name"
+    python attack.py "$@" logger=csv "trainer.precision=${RUN_PRECISION:-$PRECISION}" "hydra.run.dir=$OUT/$name" name="$name"
 }
 
 # 1. Local per-image attacks (centred 120x160 box), every eps, on ENet, ERFNet and jointly;
@@ -81,6 +80,28 @@ run hide_pedestrians_joint_erfnet4 experiment=hide_pedestrians "attack.lambdas={
 #    And ERFNet alone: can it be made to call pedestrians road at all at this eps and these steps?
 run hide_pedestrians_erfnet experiment=hide_pedestrians "source_models=[erfnet]" "${LIMIT[@]}"
 
+# 6. Defended models. The worst-case protocol (nine attacks, 33 steps each) on the first 8 val
+#    images, fp32, one run per model and eps (about 15 min each on one core) ...
+for model in enet_robust erfnet_robust; do
+    for eps in 4 8; do
+        RUN_PRECISION=32-true run "robustness_${model}_eps$eps" experiment=robustness data.limit=8 \
+            "source_models=[$model]" attack.steps=33 "robustness.eps=[$eps/255]"
+    done
+done
+#    ... and PGD with the margin, 16 images, default box: jointly on the defended pair (also scored
+#    on the clean pair), the clean pair on the defended one, each model alone and all four jointly.
+run defended_joint_eps4 data=camvid data.limit=16 "source_models=[enet_robust,erfnet_robust]" \
+    "eval_models=[enet,erfnet]" attack.loss=margin
+run clean_joint_on_defended_eps4 data=camvid data.limit=16 "source_models=[enet,erfnet]" \
+    "eval_models=[enet_robust,erfnet_robust]"
+run transfer_defended_eps4 data=camvid data.limit=16 task=transfer attack.loss=margin \
+    "source_models=[enet,erfnet,enet_robust,erfnet_robust]"
+#    Universal (PGD, margin, 200 steps, full frame, 8/255) on each pair, scored on all four models.
+run universal_pgd_defended experiment=universal_pgd attack.steps=200 "source_models=[enet_robust,erfnet_robust]" \
+    "eval_models=[enet_robust,erfnet_robust,enet,erfnet]"
+run universal_pgd_clean_on_defended experiment=universal_pgd attack.steps=200 "source_models=[enet,erfnet]" \
+    "eval_models=[enet,erfnet,enet_robust,erfnet_robust]"
+
 # The asr-against-eps figure of docs/results.md (local per-image sweep).
 python - "$OUT" <<'PY'
 import json, sys
@@ -109,4 +130,7 @@ PY
 
 echo
 python -m segattack.report.collect "$OUT"/local_* "$OUT"/baseline_* "$OUT"/transfer_eps4/* \
-    "$OUT"/universal_* "$OUT"/hide_*
+    "$OUT"/universal_* "$OUT"/hide_* "$OUT"/defended_* "$OUT"/clean_joint_* "$OUT"/transfer_defended_eps4/*
+for table in "$OUT"/robustness_*/robustness.md; do
+    if [ -f "$table" ]; then echo; cat "$table"; fi
+done

@@ -21,7 +21,8 @@ def test_only_selects_runs_and_the_plain_setting_is_listed(tmp_path):
     names = [n for n, _ in lines]
     assert {"local_enet_eps1", "local_joint_eps8", "local_erfnet_eps4_plain", "baseline_joint_pgd",
             "transfer_eps4", "universal_joint_full_eps8", "universal_pgd_joint_full_eps8",
-            "hide_pedestrians_erfnet"} <= set(names)
+            "hide_pedestrians_erfnet", "robustness_erfnet_robust_eps8", "transfer_defended_eps4",
+            "universal_pgd_defended"} <= set(names)
     assert len(names) == len(set(names))  # every run has its own directory
     assert all(why == "not in ONLY" for _, why in lines)
     assert "asr_vs_eps.png not drawn" in proc.stdout and not any(tmp_path.iterdir())
