@@ -7,6 +7,8 @@ model. Nothing in the loop waits on a host sync except that one "all done?" chec
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -76,6 +78,8 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
     read: callers freeze their parameters (``requires_grad``) for the crafting, as
     ``PerturbationModule`` does.
     """
+    if spec.progressive_radius:
+        return optimise_progressive(spec, objective, perturbation, batch, generator, need_count, start)
     x = batch.x
     bounds = perturbation.feasible_bounds(x)
     w = perturbation.initial_w(x.shape, generator) if start is None else start.clone()
@@ -118,6 +122,44 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
     with torch.no_grad():
         x_adv, _ = perturbation.adversarial(x, final, batch.mask, batch.placement)
     return PerImageResult(x_adv, count, steps_used)
+
+
+# SEA's progressive radius reduction (Croce, Singh, Hein, ECCV 2024): (multiple of eps, share of
+# the steps) per stage, the last stage taking the rest; the larger early balls let the attack
+# move far before it is held to the bound.
+RADII = ((2.0, 0.3), (1.5, 0.3), (1.0, None))
+
+
+def radius_stages(spec: AttackSpec) -> list[AttackSpec]:
+    """The stages of a progressive-radius attack, each a plain attack of its own eps and steps
+    (stages left with no step are dropped; APGD's checkpoints follow its stage's steps)."""
+    first = [int(share * spec.steps) for _, share in RADII[:-1]]
+    stages = []
+    for (factor, _), steps in zip(RADII, [*first, spec.steps - sum(first)]):
+        opt = spec.optimizer
+        if "steps" in getattr(opt, "keywords", {}):
+            opt = functools.partial(opt.func, *opt.args, **{**opt.keywords, "steps": steps})
+        if steps > 0:
+            stages.append(dataclasses.replace(spec, eps=factor * spec.eps, steps=steps, optimizer=opt,
+                                              progressive_radius=False))
+    return stages
+
+
+def optimise_progressive(spec: AttackSpec, objective: JointObjective, perturbation: Perturbation,
+                         batch: AttackBatch, generator: torch.Generator, need_count: bool,
+                         start: torch.Tensor | None) -> PerImageResult:
+    """``optimise_per_image`` in stages of shrinking radius (``RADII``): each stage starts from
+    the previous stage's result projected onto its own ball; the last stage's is the result."""
+    x_start = None if start is None else perturbation.adversarial(batch.x, start, batch.mask, batch.placement)[0]
+    stages = radius_stages(spec)
+    steps_used = 0
+    for i, stage in enumerate(stages):
+        p = Perturbation.of(stage)
+        r = optimise_per_image(stage, objective, p, batch, generator, need_count=need_count and i == len(stages) - 1,
+                               start=None if x_start is None else p.w_of(batch.x, x_start))
+        steps_used = steps_used + r.steps_used
+        x_start = r.x_adv
+    return PerImageResult(r.x_adv, r.count, steps_used)
 
 
 def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations,

@@ -60,6 +60,7 @@ class AttackSpec:
         members: an ensemble's attacks, run one after the other per image (the worst case is
             kept); skip_fooled: a member leaves out the images already wholly fooled;
             warm_start: a member starts from the worst case so far (not the first member).
+        progressive_radius: per image, SEA's radius reduction (``attacks/loop.py``, ``RADII``).
         label: how reports name the attack (an ensemble member's ``name``, else method:loss).
     """
 
@@ -91,6 +92,7 @@ class AttackSpec:
     members: tuple[AttackSpec, ...] = ()
     skip_fooled: bool = True
     warm_start: bool = False
+    progressive_radius: bool = False
     label: str = ""
 
     @property
@@ -179,6 +181,9 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
     if cfg.mode == "universal" and getattr(getattr(optimizer, "func", None), "wants_loss", False):
         raise ConfigError(f"attack={a.method} runs per image (its steps follow each image's loss): "
                           "set mode=per_image")
+    if cfg.mode == "universal" and a.get("progressive_radius"):
+        raise ConfigError("attack.progressive_radius=true: a per-image option (one radius per image's "
+                          "stages); set it false for mode=universal")
     sources = tuple(checked.source_models)
     evaluated = sources + tuple(m for m in checked.eval_models if m not in sources)
     region = build_region(cfg.region, image_size, num_classes, cfg.seed, "region")
@@ -194,4 +199,5 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
         lambdas={k: float((a.lambdas or {}).get(k, 1.0)) for k in sources},
         seed=cfg.seed, num_figures=cfg.num_figures, loss=LOSSES.build(loss, checked.attack),
         balance=a.balance, schedule=SCHEDULES.build(a.schedule, checked.attack), best=a.best,
-        early_stop=a.early_stop, label=f"{a.method}:{loss}")
+        early_stop=a.early_stop, progressive_radius=bool(a.get("progressive_radius", False)),
+        label=f"{a.method}:{loss}")

@@ -95,6 +95,7 @@ class Attack(PartSettings):
     members: Annotated[list[dict[str, Any]], Field(min_length=1)] | None = None
     skip_fooled: bool = True
     warm_start: bool = False
+    progressive_radius: bool = False
     optimizer: Partial
 
     @field_validator("method")
