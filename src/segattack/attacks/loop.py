@@ -136,12 +136,13 @@ def radius_stages(spec: AttackSpec) -> list[AttackSpec]:
     first = [int(share * spec.steps) for _, share in RADII[:-1]]
     stages = []
     for (factor, _), steps in zip(RADII, [*first, spec.steps - sum(first)]):
+        if steps == 0:
+            continue
         opt = spec.optimizer
         if "steps" in getattr(opt, "keywords", {}):
             opt = functools.partial(opt.func, *opt.args, **{**opt.keywords, "steps": steps})
-        if steps > 0:
-            stages.append(dataclasses.replace(spec, eps=factor * spec.eps, steps=steps, optimizer=opt,
-                                              progressive_radius=False))
+        stages.append(dataclasses.replace(spec, eps=factor * spec.eps, steps=steps, optimizer=opt,
+                                          progressive_radius=False))
     return stages
 
 
