@@ -34,13 +34,17 @@ def test_stages_reach_beyond_eps_and_the_result_stays_within_it(method, monkeypa
     module = make_module({"m": tiny_model(0)}, f"attack={method}", "region=full", "attack.steps=10",
                          "eps=8/255", "attack.progressive_radius=true", "attack.early_stop=false",
                          image_size=SMALL)
-    reached = []
+    reached, starts, results = [], [], []
     plain = loop.optimise_per_image
 
-    def recording(spec, *args, **kwargs):
-        result = plain(spec, *args, **kwargs)
+    def recording(spec, objective, perturbation, batch, *args, **kwargs):
+        result = plain(spec, objective, perturbation, batch, *args, **kwargs)
         if not spec.progressive_radius:  # a stage
-            reached.append((spec.eps, (result.x_adv - args[2].x).abs().max().item()))
+            start = kwargs["start"]
+            starts.append(None if start is None else
+                          perturbation.adversarial(batch.x, start, batch.mask, batch.placement)[0] - batch.x)
+            results.append(result.x_adv - batch.x)
+            reached.append((spec.eps, results[-1].abs().max().item()))
         return result
 
     monkeypatch.setattr(loop, "optimise_per_image", recording)
@@ -50,6 +54,10 @@ def test_stages_reach_beyond_eps_and_the_result_stays_within_it(method, monkeypa
     assert [eps for eps, _ in reached] == pytest.approx([2 * EPS, 1.5 * EPS, EPS])
     assert reached[0][1] > 1.2 * EPS  # the first stage really used its larger ball
     assert all(moved <= eps + 1e-6 for eps, moved in reached)
+    # each stage starts from the one before, projected onto its own ball
+    assert starts[0] is None
+    for i, eps in ((1, 1.5 * EPS), (2, EPS)):
+        assert torch.allclose(starts[i], results[i - 1].clamp(-eps, eps), atol=1e-6)
     delta = result.x_adv - x
     assert delta.abs().max() <= EPS + 1e-6 and delta.abs().max() > 0.5 * EPS
     assert 0 <= result.x_adv.min() and result.x_adv.max() <= 1
