@@ -41,8 +41,8 @@ def test_stages_reach_beyond_eps_and_the_result_stays_within_it(method, monkeypa
         result = plain(spec, objective, perturbation, batch, *args, **kwargs)
         if not spec.progressive_radius:  # a stage
             start = kwargs["start"]
-            starts.append(None if start is None else
-                          perturbation.adversarial(batch.x, start, batch.mask, batch.placement)[0] - batch.x)
+            starts.append(None if start is None else perturbation.adversarial(
+                batch.x, perturbation.w_of(batch.x, start), batch.mask, batch.placement)[0] - batch.x)
             results.append(result.x_adv - batch.x)
             reached.append((spec.eps, results[-1].abs().max().item()))
         return result

@@ -73,16 +73,17 @@ def optimise_per_image(spec: AttackSpec, objective: JointObjective, perturbation
     ``batch.mask``/``batch.placement`` say where delta may be non-zero, ``batch.area`` where
     success counts. A non-finite loss stops the run (no garbage results), checked once after
     the loop. ``need_count``: score the result even when it is the last iterate (an ensemble
-    compares). ``start``: the first ``w`` instead of the perturbation's own initialisation (an
-    ensemble member warm-started from the worst case so far). The objective's models are only
+    compares). ``start``: an adversarial image to start from instead of the perturbation's own
+    initialisation, its delta projected onto this attack's ball (an ensemble member warm-started
+    from the worst case so far, a stage of a progressive radius). The objective's models are only
     read: callers freeze their parameters (``requires_grad``) for the crafting, as
     ``PerturbationModule`` does.
     """
     if spec.progressive_radius:
-        return optimise_progressive(spec, objective, perturbation, batch, generator, need_count, start)
+        return optimise_progressive(spec, objective, batch, generator, need_count, start)
     x = batch.x
     bounds = perturbation.feasible_bounds(x)
-    w = perturbation.initial_w(x.shape, generator) if start is None else start.clone()
+    w = perturbation.initial_w(x.shape, generator) if start is None else perturbation.w_of(x, start)
     perturbation.project_(w, bounds)
     w.requires_grad_(True)
     opt = spec.optimizer([w])
@@ -146,20 +147,18 @@ def radius_stages(spec: AttackSpec) -> list[AttackSpec]:
     return stages
 
 
-def optimise_progressive(spec: AttackSpec, objective: JointObjective, perturbation: Perturbation,
-                         batch: AttackBatch, generator: torch.Generator, need_count: bool,
+def optimise_progressive(spec: AttackSpec, objective: JointObjective, batch: AttackBatch,
+                         generator: torch.Generator, need_count: bool,
                          start: torch.Tensor | None) -> PerImageResult:
     """``optimise_per_image`` in stages of shrinking radius (``RADII``): each stage starts from
     the previous stage's result projected onto its own ball; the last stage's is the result."""
-    x_start = None if start is None else perturbation.adversarial(batch.x, start, batch.mask, batch.placement)[0]
     stages = radius_stages(spec)
     steps_used = 0
     for i, stage in enumerate(stages):
-        p = Perturbation.of(stage)
-        r = optimise_per_image(stage, objective, p, batch, generator, need_count=need_count and i == len(stages) - 1,
-                               start=None if x_start is None else p.w_of(batch.x, x_start))
+        r = optimise_per_image(stage, objective, Perturbation.of(stage), batch, generator,
+                               need_count=need_count and i == len(stages) - 1, start=start)
         steps_used = steps_used + r.steps_used
-        x_start = r.x_adv
+        start = r.x_adv
     return PerImageResult(r.x_adv, r.count, steps_used)
 
 
@@ -187,7 +186,7 @@ def optimise_ensemble(spec: AttackSpec, objective: JointObjective, perturbations
         if on_member is not None:
             on_member(member.label)
         sub = batch if len(rows) == len(total) else batch.select(rows)
-        start = perturbation.w_of(sub.x, x_adv[rows]) if spec.warm_start and i > 0 else None
+        start = x_adv[rows] if spec.warm_start and i > 0 else None
         r = optimise_per_image(member, objective.for_spec(member), perturbation, sub, generator,
                                need_count=True, start=start)
         better = r.count > count[rows]
