@@ -169,6 +169,23 @@ def test_apgd_checkpoints_and_step_halving():
     assert eta.tolist() == [2.0 / 2 ** len(reached)] * 2
 
 
+def test_apgd_restarts_from_its_best_point_along_the_gradient_it_had_there():
+    # lr 0.5, checkpoints of 10 steps: 3, 5, ... The loss is best at step 1 (gradient -1 there),
+    # then worse (gradient +1); at checkpoint 3 only one of three steps decreased the loss, so
+    # the step halves to 0.25 and w restarts from -0.5 (step 1's point) along step 1's gradient:
+    # z = -0.5 + 0.25 = -0.25, w = -0.5 + 0.75 (z + 0.5) + 0.25 (-0.5 - (-0.25)) = -0.375
+    # (along the current gradient instead it would be -0.75).
+    w = torch.zeros(1, 2, requires_grad=True)
+    opt = APGD([w], lr=0.5, steps=10)
+    trace = []
+    for loss, g in ((1.0, 1.0), (0.5, -1.0), (2.0, 1.0), (3.0, 1.0)):
+        w.grad = torch.full_like(w, g)
+        opt.step(torch.tensor([loss]))
+        trace.append(w.detach()[0, 0].item())
+    assert trace == pytest.approx([-0.5, -0.25, -0.5625, -0.375])
+    assert opt.state[w]["eta"].tolist() == [0.25]
+
+
 def test_sign_momentum_accumulates_normalised_gradients_per_image():
     # image 0: gradients (1, 1) then (-1, 3) (mean |g| 1, then 2: normalised (-0.5, 1.5)); with
     # mu 0.75 the direction is (0.25, 2.25), so both entries step down again; without momentum

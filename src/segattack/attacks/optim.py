@@ -60,7 +60,7 @@ class APGD(torch.optim.Optimizer):
     At the checkpoints ``p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``
     of ``steps``, an image whose loss fell in fewer than ``rho`` = 75% of the steps since the last
     checkpoint, or whose step size and best loss did not change, halves its step size and restarts
-    from its best point. ``step(loss)`` takes the (B,) per-image losses of the current ``w``
+    from its best point, stepping along the gradient it had there. ``step(loss)`` takes the (B,) per-image losses of the current ``w``
     (this optimiser minimises them), which the attack loop passes (``wants_loss``).
     """
 
@@ -84,14 +84,17 @@ class APGD(torch.optim.Optimizer):
         view = (n, *[1] * (w.dim() - 1))
         if not st:
             st.update(k=0, eta=torch.full((n,), float(lr), device=w.device), best_loss=loss.clone(),
-                      best_w=w.detach().clone(), prev_w=w.detach().clone(), prev_loss=loss.clone(),
+                      best_w=w.detach().clone(), best_grad=w.grad.detach().clone(),
+                      prev_w=w.detach().clone(), prev_loss=loss.clone(),
                       decreases=torch.zeros(n, device=w.device), last_eta=None, last_best=None)
             st["last_eta"], st["last_best"] = st["eta"].clone(), loss.clone()
         k = st["k"]
+        grad = w.grad
         if k > 0:  # book-keeping of the loss of the current w (reached by the previous update)
             st["decreases"] += (loss < st["prev_loss"]).float()
             better = loss < st["best_loss"]
             st["best_w"] = torch.where(better.view(view), w, st["best_w"])
+            st["best_grad"] = torch.where(better.view(view), w.grad, st["best_grad"])
             st["best_loss"] = torch.where(better, loss, st["best_loss"])
         if k in self.checkpoints:
             since = k - max([c for c in self.checkpoints if c < k], default=0)
@@ -101,9 +104,10 @@ class APGD(torch.optim.Optimizer):
             st["last_eta"], st["last_best"] = st["eta"].clone(), st["best_loss"].clone()
             st["eta"] = torch.where(halve, st["eta"] / 2, st["eta"])
             w.copy_(torch.where(halve.view(view), st["best_w"], w))
+            grad = torch.where(halve.view(view), st["best_grad"], grad)
             st["decreases"].zero_()
         eta = st["eta"].view(view)
-        z = (w - eta * w.grad.sign()).clamp(-1, 1)
+        z = (w - eta * grad.sign()).clamp(-1, 1)
         current = w.detach().clone()
         if k == 0:
             new = z
