@@ -20,7 +20,9 @@ from helpers import (
     tiny_model,
 )
 
-from segattack.attacks.loop import BestIterate
+from segattack.attacks import loop
+from segattack.attacks.batch import AttackBatch
+from segattack.attacks.loop import BestIterate, progress
 from segattack.attacks.optim import APGD, SignGradient
 from segattack.attacks.perturbation import Perturbation
 from segattack.errors import ConfigError
@@ -184,6 +186,46 @@ def test_apgd_restarts_from_its_best_point_along_the_gradient_it_had_there():
         trace.append(w.detach()[0, 0].item())
     assert trace == pytest.approx([-0.5, -0.25, -0.5625, -0.375])
     assert opt.state[w]["eta"].tolist() == [0.25]
+
+
+def test_progress_counts_fooled_pixels_before_the_loss():
+    # one more pixel fooled beats any loss; at equal counts the lower loss is further
+    value = progress(torch.tensor([5, 5, 6, 6]), torch.tensor([-1.0, -2.0, 50.0, -50.0]))
+    assert value[3] < value[2] < value[1] < value[0]
+    assert (value + torch.tensor([5, 5, 6, 6])).abs().max() <= 0.25
+
+
+def test_the_loop_hands_apgd_the_pixels_fooled(monkeypatch):
+    # APGD must see each step's success count (a masked loss rises as pixels are fooled, so
+    # stepping by it halves the step and restarts from the least fooled point): at every step
+    # the value it gets is minus the pixels fooled at the current w, within a quarter pixel.
+    from helpers import Conv, batch, conv_attack
+
+    seen, counts = [], []
+    record = APGD.step
+
+    def recording(self, value):
+        seen.append(value.clone())
+        return record(self, value)
+
+    update = BestIterate.update
+
+    def counting(self, w, success, step):
+        done = update(self, w, success, step)
+        counts.append(self.last.clone())
+        return done
+
+    monkeypatch.setattr(APGD, "step", recording)
+    monkeypatch.setattr(BestIterate, "update", counting)
+    module = conv_attack(Conv(), "per_image", "attack.loss=masked_ce", "attack.optimizer.lr=2.0",
+                         steps=6, method="apgd")
+    x, y = batch()
+    mask = torch.ones_like(y, dtype=torch.bool)
+    loop.optimise_per_image(module.spec, module.objective, module.perturbation,
+                            AttackBatch(x, y, mask, None, mask), module.generator)
+    assert len(seen) == 6 and max(c.max().item() for c in counts) > 0
+    for value, count in zip(seen, counts):
+        assert (value + count).abs().max() <= 0.25
 
 
 def test_sign_momentum_accumulates_normalised_gradients_per_image():

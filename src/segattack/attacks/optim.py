@@ -58,13 +58,15 @@ class APGD(torch.optim.Optimizer):
     eps (``lr`` = the paper's 2 eps). Each step: ``z = P(w - eta sign(grad))``, then momentum
     ``w <- P(w + alpha (z - w) + (1 - alpha)(w - w_prev))`` (alpha 0.75; the first step is plain).
     At the checkpoints ``p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``
-    of ``steps``, an image whose loss fell in fewer than ``rho`` = 75% of the steps since the last
-    checkpoint, or whose step size and best loss did not change, halves its step size and restarts
-    from its best point, stepping along the gradient it had there. ``step(loss)`` takes the (B,) per-image losses of the current ``w``
-    (this optimiser minimises them), which the attack loop passes (``wants_loss``).
+    of ``steps``, an image whose value fell in fewer than ``rho`` = 75% of the steps since the
+    last checkpoint, or whose step size and best value did not change, halves its step size and
+    restarts from its best point, stepping along the gradient it had there. ``step(value)`` takes
+    the (B,) per-image values of the current ``w`` to minimise: the reference's loss; the attack
+    loop passes its ``progress`` (minus the pixels fooled, ties broken by the loss) instead
+    (``wants_progress``), since a masked loss rises as pixels are fooled.
     """
 
-    wants_loss = True
+    wants_progress = True
 
     def __init__(self, params, lr: float = 2.0, steps: int = 100, alpha: float = 0.75, rho: float = 0.75):
         super().__init__(params, {"lr": lr})
@@ -76,32 +78,32 @@ class APGD(torch.optim.Optimizer):
         self.checkpoints = sorted({math.ceil(m * self.steps - 1e-9) for m in marks if 0 < m < 1})
 
     @torch.no_grad()
-    def step(self, loss: torch.Tensor):
+    def step(self, value: torch.Tensor):
         (w,) = [p for g in self.param_groups for p in g["params"]]
         lr = self.param_groups[0]["lr"]
         st = self.state[w]
-        n = loss.shape[0]
+        n = value.shape[0]
         view = (n, *[1] * (w.dim() - 1))
         if not st:
-            st.update(k=0, eta=torch.full((n,), float(lr), device=w.device), best_loss=loss.clone(),
+            st.update(k=0, eta=torch.full((n,), float(lr), device=w.device), best=value.clone(),
                       best_w=w.detach().clone(), best_grad=w.grad.detach().clone(),
-                      prev_w=w.detach().clone(), prev_loss=loss.clone(),
+                      prev_w=w.detach().clone(), prev=value.clone(),
                       decreases=torch.zeros(n, device=w.device), last_eta=None, last_best=None)
-            st["last_eta"], st["last_best"] = st["eta"].clone(), loss.clone()
+            st["last_eta"], st["last_best"] = st["eta"].clone(), value.clone()
         k = st["k"]
         grad = w.grad
-        if k > 0:  # book-keeping of the loss of the current w (reached by the previous update)
-            st["decreases"] += (loss < st["prev_loss"]).float()
-            better = loss < st["best_loss"]
+        if k > 0:  # book-keeping of the value of the current w (reached by the previous update)
+            st["decreases"] += (value < st["prev"]).float()
+            better = value < st["best"]
             st["best_w"] = torch.where(better.view(view), w, st["best_w"])
             st["best_grad"] = torch.where(better.view(view), w.grad, st["best_grad"])
-            st["best_loss"] = torch.where(better, loss, st["best_loss"])
+            st["best"] = torch.where(better, value, st["best"])
         if k in self.checkpoints:
             since = k - max([c for c in self.checkpoints if c < k], default=0)
             few = st["decreases"] < self.rho * since
-            stuck = (st["last_eta"] == st["eta"]) & (st["last_best"] == st["best_loss"])
+            stuck = (st["last_eta"] == st["eta"]) & (st["last_best"] == st["best"])
             halve = few | stuck
-            st["last_eta"], st["last_best"] = st["eta"].clone(), st["best_loss"].clone()
+            st["last_eta"], st["last_best"] = st["eta"].clone(), st["best"].clone()
             st["eta"] = torch.where(halve, st["eta"] / 2, st["eta"])
             w.copy_(torch.where(halve.view(view), st["best_w"], w))
             grad = torch.where(halve.view(view), st["best_grad"], grad)
@@ -113,7 +115,7 @@ class APGD(torch.optim.Optimizer):
             new = z
         else:
             new = w + self.alpha * (z - w) + (1 - self.alpha) * (w - st["prev_w"])
-        st["prev_w"], st["prev_loss"] = current, loss.clone()
+        st["prev_w"], st["prev"] = current, value.clone()
         w.copy_(new.clamp(-1, 1))
         st["k"] = k + 1
         return None

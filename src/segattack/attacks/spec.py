@@ -178,8 +178,8 @@ def build_attack_spec(cfg, image_size, num_classes: int) -> AttackSpec:
                                    skip_fooled=bool(a.get("skip_fooled", True)),
                                    warm_start=bool(a.get("warm_start", False)), label=a.method)
     optimizer = instantiate(a.optimizer)
-    if cfg.mode == "universal" and getattr(getattr(optimizer, "func", None), "wants_loss", False):
-        raise ConfigError(f"attack={a.method} runs per image (its steps follow each image's loss): "
+    if cfg.mode == "universal" and getattr(getattr(optimizer, "func", None), "wants_progress", False):
+        raise ConfigError(f"attack={a.method} runs per image (its steps follow each image's progress): "
                           "set mode=per_image")
     if cfg.mode == "universal" and a.get("progressive_radius"):
         raise ConfigError("attack.progressive_radius=true: a per-image option (one radius per image's "
