@@ -12,7 +12,10 @@ from helpers import (
     NUM_CLASSES,
     ROOT,
     TRAIN_SIZE,
+    Conv,
     attack_spec,
+    batch,
+    conv_attack,
     make_module,
     quiet_trainer,
     run_module,
@@ -199,8 +202,6 @@ def test_the_loop_hands_apgd_the_pixels_fooled(monkeypatch):
     # APGD must see each step's success count (a masked loss rises as pixels are fooled, so
     # stepping by it halves the step and restarts from the least fooled point): at every step
     # the value it gets is minus the pixels fooled at the current w, within a quarter pixel.
-    from helpers import Conv, batch, conv_attack
-
     seen, counts = [], []
     record = APGD.step
 
