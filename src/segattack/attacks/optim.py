@@ -96,7 +96,7 @@ class APGD(torch.optim.Optimizer):
             st["decreases"] += (value < st["prev"]).float()
             better = value < st["best"]
             st["best_w"] = torch.where(better.view(view), w, st["best_w"])
-            st["best_grad"] = torch.where(better.view(view), w.grad, st["best_grad"])
+            st["best_grad"] = torch.where(better.view(view), grad, st["best_grad"])
             st["best"] = torch.where(better, value, st["best"])
         if k in self.checkpoints:
             since = k - max([c for c in self.checkpoints if c < k], default=0)
